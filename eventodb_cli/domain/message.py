@@ -1,0 +1,242 @@
+"""Messages and their forms: the wire arrays, the JSON object, the write request.
+
+A read ``Message`` keeps ``data``/``metadata`` as canonical JSON text (keys sorted, compact, UTF-8
+as is), so renderers splice it into output without decoding it. ``time`` is integer nanoseconds
+since the Unix epoch (UTC); it is written as RFC 3339 with up to nine fraction digits, trailing
+zeros removed (Go's RFC3339Nano, the server's format).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+_dump_str = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def canonical_json(value: Any) -> str:
+    """Canonical JSON text: sorted keys, no spaces, UTF-8 characters kept."""
+    return _dumps(value)
+
+
+class Message(NamedTuple):
+    id: str
+    stream_name: str
+    type: str
+    position: int
+    global_position: int
+    data: str  # canonical JSON text
+    metadata: str | None  # canonical JSON text, or None when the write left it out
+    time: int  # nanoseconds since the epoch, UTC
+
+    @property
+    def data_obj(self) -> Any:
+        return json.loads(self.data)
+
+    @property
+    def metadata_obj(self) -> Any:
+        return None if self.metadata is None else json.loads(self.metadata)
+
+    @property
+    def time_str(self) -> str:
+        return format_time(self.time)
+
+    # --- serialised forms -------------------------------------------------------------------
+    def to_json(self) -> str:
+        """The JSON object form (``--format json|ndjson``)."""
+        return (
+            '{"id":%s,"streamName":%s,"type":%s,"position":%d,"globalPosition":%d,'
+            '"data":%s,"metadata":%s,"time":"%s"}'
+            % (
+                _dump_str(self.id),
+                _dump_str(self.stream_name),
+                _dump_str(self.type),
+                self.position,
+                self.global_position,
+                self.data,
+                "null" if self.metadata is None else self.metadata,
+                format_time(self.time),
+            )
+        )
+
+    def to_stream_wire(self) -> str:
+        """``[id, type, position, globalPosition, data, metadata, time]`` (stream.get item)."""
+        return '[%s,%s,%d,%d,%s,%s,"%s"]' % (
+            _dump_str(self.id),
+            _dump_str(self.type),
+            self.position,
+            self.global_position,
+            self.data,
+            "null" if self.metadata is None else self.metadata,
+            format_time(self.time),
+        )
+
+    def to_category_wire(self) -> str:
+        """``[id, streamName, type, position, globalPosition, data, metadata, time]``."""
+        return '[%s,%s,%s,%d,%d,%s,%s,"%s"]' % (
+            _dump_str(self.id),
+            _dump_str(self.stream_name),
+            _dump_str(self.type),
+            self.position,
+            self.global_position,
+            self.data,
+            "null" if self.metadata is None else self.metadata,
+            format_time(self.time),
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "streamName": self.stream_name,
+            "type": self.type,
+            "position": self.position,
+            "globalPosition": self.global_position,
+            "data": self.data_obj,
+            "metadata": self.metadata_obj,
+            "time": format_time(self.time),
+        }
+
+    @classmethod
+    def from_stream_wire(cls, stream_name: str, item: list) -> "Message":
+        mid, mtype, pos, gpos, data, meta, t = item[:7]
+        return cls(mid, stream_name, mtype, int(pos), int(gpos), canonical_json(data),
+                   None if meta is None else canonical_json(meta), parse_time(t))
+
+    @classmethod
+    def from_category_wire(cls, item: list) -> "Message":
+        mid, stream, mtype, pos, gpos, data, meta, t = item[:8]
+        return cls(mid, stream, mtype, int(pos), int(gpos), canonical_json(data),
+                   None if meta is None else canonical_json(meta), parse_time(t))
+
+
+# --- time -------------------------------------------------------------------------------------
+_NS = 1_000_000_000
+
+
+def format_time(ns: int) -> str:
+    """RFC 3339 UTC with up to nine fraction digits, trailing zeros removed (Go RFC3339Nano)."""
+    secs, frac = divmod(ns, _NS)
+    base = datetime.fromtimestamp(secs, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    if frac:
+        return base + "." + ("%09d" % frac).rstrip("0") + "Z"
+    return base + "Z"
+
+
+_TIME_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def parse_time(text: str) -> int:
+    """Parse RFC 3339 (0-9 fraction digits, ``Z`` or an offset) into UTC nanoseconds."""
+    m = _TIME_RE.match(text)
+    if not m:
+        raise ValueError(f"not an RFC 3339 time: {text!r}")
+    y, mo, d, h, mi, s, frac, tz = m.groups()
+    if tz in ("Z", "z"):
+        tzinfo = timezone.utc
+    else:
+        sign = 1 if tz[0] == "+" else -1
+        from datetime import timedelta
+
+        tzinfo = timezone(sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])))
+    dt = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), tzinfo=tzinfo)
+    ns = int(dt.timestamp()) * _NS
+    if frac:
+        ns += int(frac.ljust(9, "0"))
+    return ns
+
+
+# --- writes -----------------------------------------------------------------------------------
+class NewMessage(NamedTuple):
+    """A message to write. ``data``/``metadata`` are canonical JSON text."""
+
+    stream_name: str
+    type: str
+    data: str
+    metadata: str | None = None
+    id: str | None = None
+    expected_version: int | None = None
+
+
+def check_uuid(value: str) -> str:
+    """Accept what the server's ``uuid.Parse`` accepts; return the id exactly as given."""
+    try:
+        uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        raise ValueError(f"invalid UUID format: {value!r}") from None
+    return value
+
+
+def new_message(
+    stream_name: Any,
+    type: Any,
+    data: Any = None,
+    metadata: Any = None,
+    id: Any = None,
+    expected_version: Any = None,
+    *,
+    has_metadata: bool | None = None,
+) -> NewMessage:
+    """Validate a write the way the server does and return a ``NewMessage``.
+
+    ``data`` defaults to ``{}``; ``metadata`` left out stays ``None`` (stored as null).
+    Raises ``ValueError`` with the server's wording on bad input.
+    """
+    if not isinstance(stream_name, str) or not stream_name:
+        raise ValueError("streamName must be a non-empty string")
+    if not isinstance(type, str) or not type:
+        raise ValueError("message.type must be a non-empty string")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError("message.data must be an object")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ValueError("message.metadata must be an object")
+    if id is not None:
+        if not isinstance(id, str):
+            raise ValueError("options.id must be a string")
+        id = check_uuid(id) if id else None
+    if expected_version is not None:
+        if isinstance(expected_version, bool) or not isinstance(expected_version, (int, float)):
+            raise ValueError("options.expectedVersion must be a number")
+        expected_version = int(expected_version)
+        if expected_version < -1:
+            raise ValueError("expectedVersion must be >= -1")
+    return NewMessage(
+        stream_name,
+        type,
+        canonical_json(data),
+        None if metadata is None else canonical_json(metadata),
+        id,
+        expected_version,
+    )
+
+
+def new_message_from_record(obj: Any) -> NewMessage:
+    """An NDJSON write record: ``stream``, ``type``, ``data``, optional ``metadata``, ``id``,
+    ``expectedVersion``."""
+    if not isinstance(obj, dict):
+        raise ValueError("record must be a JSON object")
+    if "stream" not in obj:
+        raise ValueError("record has no 'stream'")
+    return new_message(
+        obj.get("stream"),
+        obj.get("type"),
+        obj.get("data"),
+        obj.get("metadata"),
+        obj.get("id"),
+        obj.get("expectedVersion"),
+    )
+
+
+class WriteResult(NamedTuple):
+    position: int
+    global_position: int
+
+    def to_json(self) -> str:
+        return '{"position":%d,"globalPosition":%d}' % (self.position, self.global_position)

@@ -1,0 +1,102 @@
+"""The Store interface every target implements (local SQLite file, remote server).
+
+Batch sizes: ``None`` means unlimited. Positions follow PROTOCOL.md: ``stream_get`` positions are
+stream positions, ``category_get`` positions are global positions (inclusive).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+from ..domain.message import Message, NewMessage, WriteResult
+
+
+class Store:
+    """Abstract message store. Subclasses implement the primitive reads and writes."""
+
+    kind = "abstract"
+
+    # --- writes ---------------------------------------------------------------------------------
+    def write(self, msg: NewMessage) -> WriteResult:
+        return self.write_batch([msg])[0]
+
+    def write_batch(self, msgs: Sequence[NewMessage]) -> list[WriteResult]:
+        """Write messages atomically where the target allows it (local: one transaction)."""
+        raise NotImplementedError
+
+    # --- reads ----------------------------------------------------------------------------------
+    def stream_get(self, stream: str, position: int = 0, global_position: int | None = None,
+                   batch_size: int | None = 1000) -> list[Message]:
+        raise NotImplementedError
+
+    def stream_last(self, stream: str, type: str | None = None) -> Message | None:
+        raise NotImplementedError
+
+    def stream_version(self, stream: str) -> int | None:
+        raise NotImplementedError
+
+    def category_get(self, category: str, position: int = 1, batch_size: int | None = 1000,
+                     correlation: str | None = None, member: int | None = None,
+                     size: int | None = None) -> list[Message]:
+        raise NotImplementedError
+
+    def category_head(self, category: str) -> int | None:
+        """Highest global position in the category (``None`` when empty).
+
+        Generic version: exponential then binary search with one-message reads, so the number
+        of reads grows with log2(head), not with the category's size.
+        """
+        first = self.category_get(category, position=1, batch_size=1)
+        if not first:
+            return None
+        lo = first[0].global_position  # a position known to hold a message
+        step = 1
+        hi = None
+        while hi is None:  # find a probe with nothing at or after it
+            probe = lo + step
+            got = self.category_get(category, position=probe, batch_size=1)
+            if got:
+                lo = got[0].global_position
+                step *= 2
+            else:
+                hi = probe
+        # invariant: a message at lo, nothing at >= hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            got = self.category_get(category, position=mid, batch_size=1)
+            if got:
+                lo = got[0].global_position
+            else:
+                hi = mid
+        return lo
+
+    def iter_stream(self, stream: str, position: int = 0, global_position: int | None = None,
+                    batch_size: int = 1000) -> Iterator[Message]:
+        """Every message of a stream from ``position``, paging with ``batch_size``."""
+        while True:
+            batch = self.stream_get(stream, position, global_position, batch_size)
+            yield from batch
+            if len(batch) < batch_size:
+                return
+            position = batch[-1].position + 1
+            global_position = None
+
+    def iter_category(self, category: str, position: int = 1, batch_size: int = 1000,
+                      correlation: str | None = None, member: int | None = None,
+                      size: int | None = None) -> Iterator[Message]:
+        """Every message of a category (or a member's share) from ``position``, paging."""
+        while True:
+            batch = self.category_get(category, position, batch_size, correlation, member, size)
+            yield from batch
+            if len(batch) < batch_size:
+                return
+            position = batch[-1].global_position + 1
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,273 @@
+"""The local store: one SQLite file.
+
+Schema (version 1) is modelled on EventoDB's SQLite namespace schema (``messages`` with id,
+stream_name, type, position, global_position, data, metadata, time) plus:
+
+- ``category`` and ``cardinal_hash`` (Message DB ``hash64`` of the cardinal id, NULL without an
+  id), with an index on (category, global_position, cardinal_hash): a consumer-group read is an
+  index range scan in global-position order that stops at LIMIT, never a scan of the category;
+- ``time`` as integer nanoseconds (sub-second precision kept);
+- ``checksum``: xxh3-64 of the row, recorded at write time (``store check``).
+
+WAL mode; every write is one ``BEGIN IMMEDIATE`` transaction; the unique indexes on ``id`` and on
+``(stream_name, position)`` keep concurrent writers safe.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time as _time
+from typing import Sequence
+
+from ..domain.hashing import stream_hash
+from ..domain.integrity import row_checksum
+from ..domain.message import Message, NewMessage, WriteResult
+from ..domain.streams import category as category_of
+from ..errors import DuplicateMessageId, NotFound, StoreError, VersionConflict
+from .base import Store
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x45564442  # "EVDB"
+
+_COLS = "id, stream_name, type, position, global_position, data, metadata, time"
+_INSERT = (
+    "INSERT INTO messages (global_position, id, stream_name, type, position, data, metadata, "
+    "time, category, cardinal_hash, checksum) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def _unlimited(batch_size: int | None) -> int:
+    return -1 if batch_size is None or batch_size <= 0 else batch_size
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """Create the version-1 schema with sqlite-utils (only ever called on an empty file)."""
+    import sqlite_utils
+
+    db = sqlite_utils.Database(conn)
+    db["messages"].create(
+        {
+            "global_position": int,
+            "id": str,
+            "stream_name": str,
+            "type": str,
+            "position": int,
+            "data": str,
+            "metadata": str,
+            "time": int,
+            "category": str,
+            "cardinal_hash": int,
+            "checksum": int,
+        },
+        pk="global_position",
+        not_null={"id", "stream_name", "type", "position", "time", "category"},
+    )
+    db["messages"].create_index(["id"], unique=True, index_name="messages_id")
+    db["messages"].create_index(["stream_name", "position"], unique=True,
+                                index_name="messages_stream")
+    db["messages"].create_index(["category", "global_position", "cardinal_hash"],
+                                index_name="messages_category")
+    db["store_meta"].create({"key": str, "value": str}, pk="key")
+    db["store_meta"].insert_all(
+        [
+            {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+            {"key": "created_at", "value": str(_time.time_ns())},
+            {"key": "created_by", "value": "eventodb-cli"},
+        ]
+    )
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+class LocalStore(Store):
+    kind = "local"
+
+    def __init__(self, path: str | os.PathLike, *, create: bool = False):
+        self.path = os.fspath(path)
+        exists = os.path.exists(self.path)
+        if not exists and not create:
+            raise NotFound(
+                f"store not found: {self.path} (a store is created by the first write)"
+            )
+        if exists and os.path.isdir(self.path):
+            raise StoreError(f"store path is a directory: {self.path}")
+        if not exists:
+            parent = os.path.dirname(os.path.abspath(self.path))
+            os.makedirs(parent, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=60,
+                                        check_same_thread=False)
+            self._prepare(create)
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"not a usable SQLite store: {self.path}: {e}") from None
+
+    def _prepare(self, create: bool) -> None:
+        c = self.conn
+        c.execute("PRAGMA busy_timeout = 60000")
+        version = c.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            has_tables = c.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if has_tables:
+                raise StoreError(f"not an eventodb store (unknown SQLite database): {self.path}")
+            if not create:
+                raise NotFound(f"store is empty: {self.path} (created by the first write)")
+            c.execute("PRAGMA journal_mode = WAL")
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                if c.execute("PRAGMA user_version").fetchone()[0] == 0:
+                    create_schema(c)
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+        elif version > SCHEMA_VERSION:
+            raise StoreError(
+                f"store schema version {version} is newer than this eventodb supports "
+                f"({SCHEMA_VERSION}); upgrade eventodb-cli"
+            )
+        c.execute("PRAGMA synchronous = NORMAL")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- writes -------------------------------------------------------------------------------
+    def write_batch(self, msgs: Sequence[NewMessage]) -> list[WriteResult]:
+        """Write ``msgs`` in one transaction: all of them, or (on any error) none."""
+        if not msgs:
+            return []
+        c = self.conn
+        try:
+            c.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise StoreError(f"cannot write to {self.path}: {e}") from None
+        try:
+            results, rows = self._prepare_rows(c, msgs)
+            c.executemany(_INSERT, rows)
+            c.execute("COMMIT")
+        except sqlite3.IntegrityError as e:
+            c.execute("ROLLBACK")
+            if "messages.id" in str(e):
+                raise DuplicateMessageId(self._first_duplicate(msgs) or "?") from None
+            raise StoreError(f"write failed: {e}") from None
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        return results
+
+    def _prepare_rows(self, c: sqlite3.Connection, msgs: Sequence[NewMessage]):
+        from uuid import uuid4
+
+        gpos = c.execute("SELECT coalesce(max(global_position), 0) FROM messages").fetchone()[0]
+        versions: dict[str, int] = {}
+        hashes: dict[str, tuple[str, int | None]] = {}
+        now = _time.time_ns()
+        rows = []
+        results = []
+        version_q = "SELECT max(position) FROM messages WHERE stream_name = ?"
+        for m in msgs:
+            stream = m.stream_name
+            v = versions.get(stream)
+            if v is None:
+                got = c.execute(version_q, (stream,)).fetchone()[0]
+                v = -1 if got is None else got
+                hashes[stream] = (category_of(stream), stream_hash(stream))
+            if m.expected_version is not None and m.expected_version != v:
+                raise VersionConflict(stream, m.expected_version, v)
+            v += 1
+            versions[stream] = v
+            gpos += 1
+            mid = m.id or str(uuid4())
+            cat, h = hashes[stream]
+            rows.append((gpos, mid, stream, m.type, v, m.data, m.metadata, now, cat, h,
+                         row_checksum(mid, stream, m.type, v, gpos, m.data, m.metadata, now)))
+            results.append(WriteResult(v, gpos))
+        return results, rows
+
+    def _first_duplicate(self, msgs: Sequence[NewMessage]) -> str | None:
+        seen: set[str] = set()
+        for m in msgs:
+            if m.id is None:
+                continue
+            if m.id in seen:
+                return m.id
+            seen.add(m.id)
+            if self.conn.execute("SELECT 1 FROM messages WHERE id = ?", (m.id,)).fetchone():
+                return m.id
+        return None
+
+    # --- reads --------------------------------------------------------------------------------
+    def _messages(self, sql: str, params: tuple) -> list[Message]:
+        try:
+            return list(map(Message._make, self.conn.execute(sql, params)))
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"read failed on {self.path}: {e}") from None
+
+    def stream_get(self, stream, position=0, global_position=None, batch_size=1000):
+        limit = _unlimited(batch_size)
+        if global_position is not None:
+            return self._messages(
+                f"SELECT {_COLS} FROM messages WHERE stream_name = ? AND global_position >= ? "
+                "ORDER BY position LIMIT ?",
+                (stream, global_position, limit),
+            )
+        return self._messages(
+            f"SELECT {_COLS} FROM messages WHERE stream_name = ? AND position >= ? "
+            "ORDER BY position LIMIT ?",
+            (stream, position, limit),
+        )
+
+    def stream_last(self, stream, type=None):
+        if type:
+            rows = self._messages(
+                f"SELECT {_COLS} FROM messages WHERE stream_name = ? AND type = ? "
+                "ORDER BY position DESC LIMIT 1",
+                (stream, type),
+            )
+        else:
+            rows = self._messages(
+                f"SELECT {_COLS} FROM messages WHERE stream_name = ? "
+                "ORDER BY position DESC LIMIT 1",
+                (stream,),
+            )
+        return rows[0] if rows else None
+
+    def stream_version(self, stream):
+        return self.conn.execute(
+            "SELECT max(position) FROM messages WHERE stream_name = ?", (stream,)
+        ).fetchone()[0]
+
+    def category_get(self, category, position=1, batch_size=1000, correlation=None,
+                     member=None, size=None):
+        where = []
+        params: list = []
+        if category != "":
+            where.append("category = ?")
+            params.append(category)
+        where.append("global_position >= ?")
+        params.append(position)
+        if member is not None and size is not None:
+            # abs(h % size) == abs(h) % size for every int64 h, INT64_MIN included
+            where.append("cardinal_hash IS NOT NULL AND abs(cardinal_hash % ?) = ?")
+            params += [size, member]
+        if correlation:
+            # Message DB semantics: category(metadata.correlationStreamName) == correlation
+            where.append(
+                "(SELECT CASE WHEN instr(c, '-') > 0 THEN substr(c, 1, instr(c, '-') - 1) "
+                "ELSE c END FROM (SELECT json_extract(metadata, '$.correlationStreamName') AS c)"
+                ") = ?"
+            )
+            params.append(correlation)
+        params.append(_unlimited(batch_size))
+        return self._messages(
+            f"SELECT {_COLS} FROM messages WHERE {' AND '.join(where)} "
+            "ORDER BY global_position LIMIT ?",
+            tuple(params),
+        )
+
+    def category_head(self, category):
+        if category == "":
+            return self.conn.execute("SELECT max(global_position) FROM messages").fetchone()[0]
+        return self.conn.execute(
+            "SELECT max(global_position) FROM messages WHERE category = ?", (category,)
+        ).fetchone()[0]
