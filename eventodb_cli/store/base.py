@@ -100,3 +100,18 @@ class Store:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class StoreExtras:
+    """Documentation of the optional methods some stores add (not a base class).
+
+    Both stores:
+      list_streams(prefix="", cursor="", limit=100) -> list[dict]   # ns.streams rows
+      list_categories() -> list[dict]                               # ns.categories rows
+      message_count() -> int
+    Remote store only:
+      pokes(*, stream=None, category=None, all=False, position=0, member=None, size=None)
+          -> Iterator[dict]   # SSE pokes {"stream","position","globalPosition"}, reconnecting
+    Local store only:
+      import_records(records, *, force=False) -> int   # keeps positions and global positions
+    """

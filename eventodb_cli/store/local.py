@@ -271,3 +271,84 @@ class LocalStore(Store):
         return self.conn.execute(
             "SELECT max(global_position) FROM messages WHERE category = ?", (category,)
         ).fetchone()[0]
+
+    # --- listings (ns.streams / ns.categories / counts) --------------------------------------
+    def list_streams(self, prefix: str = "", cursor: str = "", limit: int = 100) -> list[dict]:
+        """Streams sorted by name (byte order) after ``cursor``, names starting with ``prefix``
+        (exact, case-sensitive prefix: no LIKE wildcards). Rows: stream, version, lastActivity."""
+        from ..domain.message import format_time
+
+        sql = ("SELECT stream_name, max(position), max(time) FROM messages "
+               "WHERE stream_name > ?")
+        params: list = [cursor]
+        if prefix:
+            sql += " AND substr(stream_name, 1, ?) = ?"
+            params += [len(prefix), prefix]
+        sql += " GROUP BY stream_name ORDER BY stream_name LIMIT ?"
+        params.append(limit)
+        return [
+            {"lastActivity": format_time(t), "stream": s, "version": v}
+            for s, v, t in self.conn.execute(sql, params)
+        ]
+
+    def list_categories(self) -> list[dict]:
+        """Rows: category, messageCount, streamCount; sorted by category."""
+        return [
+            {"category": c, "messageCount": n, "streamCount": s}
+            for c, n, s in self.conn.execute(
+                "SELECT category, count(*), count(DISTINCT stream_name) FROM messages "
+                "GROUP BY category ORDER BY category"
+            )
+        ]
+
+    def message_count(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+
+    # --- import keeping positions (eventodb import, /import) ---------------------------------
+    def import_records(self, records, *, force: bool = False, batch_size: int = 1000,
+                       on_batch=None) -> int:
+        """Insert ``Message`` records as given (ids, positions, global positions, times kept),
+        in transactions of ``batch_size``. ``force`` first deletes every message. A unique
+        violation raises ``StoreError`` naming the clash; earlier batches stay committed (as the
+        server's /import does). ``on_batch(imported, last_gpos)`` after each full batch."""
+        c = self.conn
+        if force:
+            c.execute("BEGIN IMMEDIATE")
+            c.execute("DELETE FROM messages")
+            c.execute("COMMIT")
+        total = 0
+        batch: list = []
+
+        def flush():
+            nonlocal total
+            rows = []
+            for m in batch:
+                rows.append((m.global_position, m.id, m.stream_name, m.type, m.position, m.data,
+                             m.metadata, m.time, category_of(m.stream_name),
+                             stream_hash(m.stream_name),
+                             row_checksum(m.id, m.stream_name, m.type, m.position,
+                                          m.global_position, m.data, m.metadata, m.time)))
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.executemany(_INSERT, rows)
+                c.execute("COMMIT")
+            except sqlite3.IntegrityError as e:
+                c.execute("ROLLBACK")
+                raise StoreError(f"import clashes with stored messages: {e}") from None
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            total += len(rows)
+            last = batch[-1].global_position
+            batch.clear()
+            return last
+
+        for m in records:
+            batch.append(m)
+            if len(batch) >= batch_size:
+                last = flush()
+                if on_batch:
+                    on_batch(total, last)
+        if batch:
+            flush()
+        return total
