@@ -1,0 +1,142 @@
+"""Consumer checkpoints: one JSON file per group member.
+
+A checkpoint is the NEXT global position to read (the seed's ``last globalPosition + 1``), stored
+in the seed's JSON form plus who it belongs to::
+
+    {"position": 1235, "updatedAt": "2026-11-28T06:30:00.123Z",
+     "category": "account", "member": 0, "size": 4}
+
+``consume --checkpoint PATH`` writes it, ``lag --checkpoints SOURCE`` and
+``simulate-scale --checkpoints SOURCE`` read it. SOURCE is a directory (every ``*.json`` in it)
+or one file. Files are written atomically: temp file, fsync, rename, fsync of the directory.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+
+from ..domain.message import format_time, parse_time
+from ..errors import NotFound, UsageError
+
+
+@dataclass
+class Checkpoint:
+    position: int  # next global position to read
+    updated_at: int | None = None  # ns since epoch
+    category: str | None = None
+    member: int | None = None
+    size: int | None = None
+    path: str | None = None
+
+    def to_json(self) -> dict:
+        d: dict = {"position": self.position,
+                   "updatedAt": None if self.updated_at is None else format_time(self.updated_at)}
+        if self.category is not None:
+            d["category"] = self.category
+        if self.member is not None:
+            d["member"] = self.member
+        if self.size is not None:
+            d["size"] = self.size
+        return d
+
+
+def default_name(category: str, member: int, size: int) -> str:
+    """Conventional file name: ``account.member-0-of-4.json``."""
+    return f"{category}.member-{member}-of-{size}.json"
+
+
+def load(path: str) -> Checkpoint | None:
+    """The checkpoint at ``path``, or ``None`` when there is no file. Bad content: UsageError."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            obj = json.load(fh)
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"checkpoint {path} is unreadable: {e}") from None
+    if not isinstance(obj, dict) or isinstance(obj.get("position"), bool) \
+            or not isinstance(obj.get("position"), int) or obj["position"] < 0:
+        raise UsageError(f"checkpoint {path} has no valid 'position'")
+    upd = obj.get("updatedAt")
+    try:
+        updated = parse_time(upd) if isinstance(upd, str) else None
+    except ValueError:
+        updated = None
+    member, size = obj.get("member"), obj.get("size")
+    return Checkpoint(obj["position"], updated, obj.get("category"),
+                      member if isinstance(member, int) else None,
+                      size if isinstance(size, int) else None, path)
+
+
+def save(path: str, cp: Checkpoint) -> None:
+    """Write atomically: a crash leaves the old file or the new one, never a torn one."""
+    if cp.updated_at is None:
+        cp.updated_at = time.time_ns()
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(cp.to_json(), fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def load_source(source: str, *, category: str | None = None,
+                size: int | None = None) -> list[Checkpoint]:
+    """Every checkpoint in SOURCE (a directory of ``*.json`` or one file), keeping those of
+    ``category``/``size`` when the file says whom it belongs to. Members come from the file, or
+    from the conventional name ``<category>.member-<m>-of-<n>.json``."""
+    if os.path.isdir(source):
+        paths = sorted(glob.glob(os.path.join(source, "*.json")))
+    elif os.path.exists(source):
+        paths = [source]
+    else:
+        raise NotFound(f"checkpoint source not found: {source}")
+    out = []
+    for p in paths:
+        cp = load(p)
+        if cp is None:
+            continue
+        if cp.member is None or cp.size is None or cp.category is None:
+            _fill_from_name(cp, os.path.basename(p))
+        if category is not None and cp.category not in (None, category):
+            continue
+        if size is not None and cp.size not in (None, size):
+            continue
+        out.append(cp)
+    return out
+
+
+def _fill_from_name(cp: Checkpoint, name: str) -> None:
+    import re
+
+    m = re.match(r"^(?P<cat>.*)\.member-(?P<m>\d+)-of-(?P<n>\d+)\.json$", name)
+    if not m:
+        return
+    if cp.category is None:
+        cp.category = m.group("cat")
+    if cp.member is None:
+        cp.member = int(m.group("m"))
+    if cp.size is None:
+        cp.size = int(m.group("n"))
