@@ -1,0 +1,402 @@
+"""``eventodb consume``: one member of a consumer group, with checkpoints, retries, an idempotency
+ledger and follow mode. Written once against the Store interface.
+
+The loop (the seed's CheckpointedConsumer and RealtimeConsumer, done carefully):
+
+1. Load the checkpoint: the NEXT global position to read (absent: ``from_position``, default 1).
+2. Read ``category_get(category, position, batch_size, member=M, size=N)``; hand each message to
+   the handler; after the batch, save ``last handled gpos + 1`` atomically
+   (services/checkpoints.py) and flush the handler's output.
+3. A short batch means caught up. Without ``follow``, stop. With it, wait for a wake-up and read
+   again from the own position: on a server (a store with ``pokes``) an SSE poke on the category
+   wakes the loop, with a fallback read every ``10 x poll_interval`` (pokes can be dropped or
+   missed: PROTOCOL.md section 7); on a local store, every ``poll_interval``. Pokes are never
+   used as data. The SSE subscription has no consumer-group filter because the production server
+   filters live pokes with a different hash from its reads (PROTOCOL.md section 7); the reads
+   carry the group.
+
+A failing handler is retried ``retries`` times with exponential backoff; then ``on_error="stop"``
+saves the checkpoint AT the failed message (it is the next one to read) and returns exit code 1,
+``"skip"`` logs it and moves on. With a ledger, ids already handled are skipped and each id is
+recorded right after its handler succeeds, so a kill repeats at most the message in flight.
+``request_stop()`` (SIGINT/SIGTERM) finishes the current message, saves and returns 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from ..domain.message import Message, format_time
+from ..errors import EventoError, StoreError, Unreachable, UsageError
+from ..store.base import Store
+from . import checkpoints as cps
+
+
+class HandlerFailed(Exception):
+    pass
+
+
+class PrintHandler:
+    """Each message as one NDJSON line (``Message.to_json()``) on ``out``, flushed per batch."""
+
+    def __init__(self, out=None):
+        self.out = out or sys.stdout
+        self._buf: list[str] = []
+
+    def handle(self, m: Message) -> None:
+        self._buf.append(m.to_json())
+
+    def flush(self) -> None:
+        if self._buf:
+            self._buf.append("")
+            self.out.write("\n".join(self._buf))
+            self._buf.clear()
+        self.out.flush()
+
+    def discard(self) -> None:
+        self._buf.clear()
+
+
+class ExecHandler:
+    """Run ``command`` through the shell for each message: the message JSON on stdin and
+    ``EVENTODB_MESSAGE_ID``, ``EVENTODB_STREAM``, ``EVENTODB_TYPE``, ``EVENTODB_POSITION``,
+    ``EVENTODB_GLOBAL_POSITION`` in its environment. A nonzero exit is a failure."""
+
+    def __init__(self, command: str, timeout: float | None = None):
+        self.command = command
+        self.timeout = timeout
+        self._env = dict(os.environ)
+
+    def handle(self, m: Message) -> None:
+        env = self._env
+        env["EVENTODB_MESSAGE_ID"] = m.id
+        env["EVENTODB_STREAM"] = m.stream_name
+        env["EVENTODB_TYPE"] = m.type
+        env["EVENTODB_POSITION"] = str(m.position)
+        env["EVENTODB_GLOBAL_POSITION"] = str(m.global_position)
+        try:
+            p = subprocess.run(self.command, shell=True, input=(m.to_json() + "\n").encode(),
+                               env=env, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            raise HandlerFailed(f"handler timed out after {self.timeout}s") from None
+        if p.returncode != 0:
+            how = (f"killed by signal {-p.returncode}" if p.returncode < 0
+                   else f"exit status {p.returncode}")
+            raise HandlerFailed(f"handler failed ({how})")
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+    def discard(self) -> None:
+        pass
+
+
+@dataclass
+class ConsumerOptions:
+    category: str
+    member: int
+    size: int
+    checkpoint_path: str
+    batch_size: int = 100
+    poll_interval: float = 1.0
+    follow: bool = False
+    from_position: int | None = None
+    retries: int = 3
+    backoff: float = 0.5  # first retry delay, doubled each time
+    on_error: str = "stop"  # stop | skip
+    max_messages: int | None = None
+    max_lag: int = 1000  # health status threshold (messages)
+    sse_fallback_factor: float = 10.0
+
+
+class Consumer:
+    def __init__(self, store: Store, opts: ConsumerOptions, handler, *, ledger=None,
+                 log=None):
+        if opts.on_error not in ("stop", "skip"):
+            raise UsageError(f"--on-error must be stop or skip (got {opts.on_error})")
+        self.store = store
+        self.opts = opts
+        self.handler = handler
+        self.ledger = ledger
+        self._log = log or (lambda text: print(f"eventodb: consume: {text}", file=sys.stderr,
+                                               flush=True))
+        self.position = 1
+        self.handled = 0  # handler succeeded
+        self.duplicates = 0  # skipped by the ledger
+        self.failed = 0  # skipped after failing (on_error=skip)
+        self.started = time.monotonic()
+        self.last_handled_at: int | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._pokes_alive = False
+        self._rate: deque = deque()  # (monotonic time, messages) per batch
+        self._lag = {"head": None, "lag": None, "lagExact": True, "lagPositions": None,
+                     "checkedAt": None}
+        self._lag_checked = 0.0
+        self.track_lag = False
+
+    # --- control --------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Finish the current message, save the checkpoint, return 0 (signal-safe)."""
+        self._stop.set()
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # --- checkpoint -----------------------------------------------------------------------
+    def load_position(self) -> int:
+        o = self.opts
+        cp = cps.load(o.checkpoint_path)
+        if cp is None:
+            return o.from_position if o.from_position is not None else 1
+        for what, mine, theirs in (("category", o.category, cp.category),
+                                   ("member", o.member, cp.member), ("size", o.size, cp.size)):
+            if theirs is not None and theirs != mine:
+                raise UsageError(
+                    f"checkpoint {o.checkpoint_path} belongs to {what} {theirs}, not {mine} "
+                    f"(category {cp.category}, member {cp.member} of {cp.size})")
+        if o.from_position is not None and o.from_position != cp.position:
+            self._log(f"checkpoint {o.checkpoint_path} (position {cp.position}) wins over "
+                      f"--from-position {o.from_position}")
+        return max(cp.position, 1)
+
+    def save(self) -> None:
+        o = self.opts
+        cps.save(o.checkpoint_path, cps.Checkpoint(self.position, None, o.category, o.member,
+                                                   o.size))
+
+    # --- the loop -------------------------------------------------------------------------
+    def run(self) -> int:
+        """Consume until caught up (or, with ``follow``, until stopped). Returns the exit code."""
+        o = self.opts
+        self.position = self.load_position()
+        self._log(f"{o.category} member {o.member} of {o.size} from position {self.position}")
+        poker = None
+        if o.follow and hasattr(self.store, "pokes"):
+            poker = threading.Thread(target=self._poke_loop, name="eventodb-pokes", daemon=True)
+            self._pokes_alive = True
+            poker.start()
+        caught_up_logged = False
+        failures = 0
+        try:
+            while not self._stop.is_set():
+                self._wake.clear()
+                try:
+                    batch = self.store.category_get(o.category, self.position, o.batch_size,
+                                                    member=o.member, size=o.size)
+                except (Unreachable, StoreError) as e:
+                    if not o.follow:
+                        raise
+                    failures += 1
+                    delay = min(30.0, o.poll_interval * 2 ** min(failures, 5))
+                    self._log(f"read failed ({e.message}); retrying in {delay:.1f}s")
+                    self._stop.wait(delay)
+                    continue
+                failures = 0
+                if batch:
+                    rc = self._process(batch)
+                    if rc is not None:
+                        return rc
+                    caught_up_logged = False
+                    if self._stop.is_set():
+                        break
+                    self._maybe_refresh_lag(caught_up=False)
+                    if o.batch_size is not None and len(batch) >= o.batch_size:
+                        continue
+                # caught up
+                self._maybe_refresh_lag(caught_up=True)
+                if not o.follow:
+                    break
+                if not caught_up_logged:
+                    self._log(f"caught up at position {self.position}; following")
+                    caught_up_logged = True
+                timeout = o.poll_interval
+                if self._pokes_alive:
+                    timeout = o.poll_interval * o.sse_fallback_factor
+                self._wake.wait(timeout)
+        finally:
+            self._final_save()
+        self._log(f"stopped at position {self.position}: {self.handled} handled, "
+                  f"{self.duplicates} duplicates skipped, {self.failed} failed and skipped")
+        return 0
+
+    def _final_save(self) -> None:
+        """Save the position reached (only ever moved past flushed, handled messages)."""
+        self.save()
+
+    def _process(self, batch: list[Message]) -> int | None:
+        """Handle a batch. Returns an exit code when the consumer must end now, else None.
+        The position moves only once the handler's output is flushed."""
+        o = self.opts
+        done = 0
+        next_position = None
+        for m in batch:
+            if self._stop.is_set():
+                break
+            if self.ledger is not None and self.ledger.seen(m.id):
+                self.duplicates += 1
+            else:
+                outcome = self._handle(m)
+                if outcome == "stopped":
+                    break
+                if outcome == "ok":
+                    if self.ledger is not None:
+                        self.handler.flush()  # the output is out before the id is recorded
+                        self.ledger.record(m.id, m.global_position)
+                    self.handled += 1
+                    self.last_handled_at = time.time_ns()
+                elif o.on_error == "stop":
+                    self.handler.flush()
+                    self.position = m.global_position  # the failed message is the next to read
+                    self.save()
+                    self._log(f"stopping at position {self.position} (--on-error stop)")
+                    return 1
+                else:
+                    self.failed += 1
+                    self._log(f"skipping message {m.id} at global position "
+                              f"{m.global_position} (--on-error skip)")
+            next_position = m.global_position + 1
+            done += 1
+            if o.max_messages is not None and \
+                    self.handled + self.duplicates + self.failed >= o.max_messages:
+                self._stop.set()
+                break
+        self.handler.flush()
+        if next_position is not None:
+            self.position = next_position
+            self.save()
+            self._rate.append((time.monotonic(), done))
+        return None
+
+    def _handle(self, m: Message) -> str:
+        """``ok``, ``failed`` (after the retries) or ``stopped`` (a stop came during a failure
+        or a backoff: the message is left for the next run)."""
+        o = self.opts
+        for attempt in range(o.retries + 1):
+            try:
+                self.handler.handle(m)
+                return "ok"
+            except HandlerFailed as e:
+                if self._stop.is_set():
+                    return "stopped"
+                left = o.retries - attempt
+                self._log(f"message {m.id} (global position {m.global_position}): {e}"
+                          + (f"; retry {attempt + 1} of {o.retries}" if left else ""))
+                if left:
+                    if self._stop.wait(o.backoff * 2 ** attempt):
+                        return "stopped"
+        return "failed"
+
+    # --- follow: SSE wake-ups -------------------------------------------------------------
+    def _poke_loop(self) -> None:
+        try:
+            for _poke in self.store.pokes(category=self.opts.category, position=self.position):
+                self._wake.set()
+                if self._stop.is_set():
+                    return
+        except Exception as e:  # the fallback timer keeps the consumer going
+            if not self._stop.is_set():
+                self._log(f"SSE subscription ended ({e}); polling every "
+                          f"{self.opts.poll_interval}s")
+        finally:
+            self._pokes_alive = False
+
+    # --- health -----------------------------------------------------------------------------
+    def _maybe_refresh_lag(self, *, caught_up: bool) -> None:
+        if not self.track_lag:
+            return
+        now = time.monotonic()
+        if now - self._lag_checked < 1.0:
+            if caught_up and self._lag["lag"] is not None:
+                self._lag["lag"], self._lag["lagExact"] = 0, True
+            return
+        self._lag_checked = now
+        from .lag import count_share
+
+        o = self.opts
+        try:
+            head = self.store.category_head(o.category)
+            if caught_up:
+                lag, exact = 0, True
+            else:
+                share = count_share(self.store, o.category, o.member, o.size, self.position,
+                                    head, o.max_lag + 1)
+                lag, exact = share.messages, share.exact
+        except EventoError:
+            return
+        self._lag.update(head=head, lag=lag, lagExact=exact,
+                         lagPositions=0 if head is None else max(0, head - self.position + 1),
+                         checkedAt=format_time(time.time_ns()))
+
+    def throughput(self, window: float = 10.0) -> float:
+        now = time.monotonic()
+        while self._rate and self._rate[0][0] < now - window:
+            self._rate.popleft()
+        n = sum(k for _, k in self._rate)
+        span = min(window, max(now - self.started, 1e-3))
+        return round(n / span, 1)
+
+    def health(self) -> dict:
+        """The seed's health JSON, with the lag measured from the category's head."""
+        o = self.opts
+        lag = self._lag["lag"]
+        return {
+            "status": "lagging" if lag is not None and lag > o.max_lag else "healthy",
+            "consumer": {"member": o.member, "size": o.size},
+            "category": o.category,
+            "position": self.position,
+            "lag": lag,
+            "lagExact": self._lag["lagExact"],
+            "lagPositions": self._lag["lagPositions"],
+            "head": self._lag["head"],
+            "throughput": self.throughput(),
+            "handled": self.handled,
+            "duplicatesSkipped": self.duplicates,
+            "failedSkipped": self.failed,
+            "lastProcessed": None if self.last_handled_at is None
+            else format_time(self.last_handled_at),
+            "uptimeSeconds": round(time.monotonic() - self.started, 1),
+        }
+
+
+def serve_health(consumer: Consumer, port: int, host: str = "127.0.0.1"):
+    """Serve ``GET /health`` (JSON) on ``host:port`` from a daemon thread. Returns the server
+    (``.shutdown()`` stops it)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server API)
+            if self.path.split("?")[0] not in ("/health", "/"):
+                self._send(404, {"error": "not found"})
+                return
+            self._send(200, consumer.health())
+
+        def _send(self, status, obj):
+            body = json.dumps(obj).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    try:
+        httpd = ThreadingHTTPServer((host, port), Handler)
+    except OSError as e:
+        raise UsageError(f"--health-port {port}: cannot listen on {host}:{port}: "
+                         f"{e.strerror}") from None
+    httpd.daemon_threads = True
+    consumer.track_lag = True
+    threading.Thread(target=httpd.serve_forever, name="eventodb-health", daemon=True).start()
+    return httpd
