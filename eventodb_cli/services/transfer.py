@@ -1,0 +1,553 @@
+"""Export and import in EventoDB's NDJSON export format (PROTOCOL.md section 9), with manifests.
+
+Export reads through the Store interface (``iter_category``), so it works on a local store and on
+a server alike. Several categories are merged by global position (not one after the other like
+EventoDB's Go exporter): a file is then always in global-position order, which is the order an
+import must insert in, and the same selection gives the same bytes whatever the category order
+on the command line.
+
+An export file ``F`` gets a manifest ``F.manifest.json``::
+
+    {"format": "eventodb-export", "version": 1, "file": "F", "count": N,
+     "firstGlobalPosition": 1, "lastGlobalPosition": N, "categories": [], "since": 1,
+     "until": null, "order": "globalPosition", "digestAlgorithm": "xxh3-64", "digest": "<hex>",
+     "bytes": B, "compression": null|"gzip", "createdAt": "...", "source": {...},
+     "tool": "eventodb-cli X"}
+
+``digest`` and ``bytes`` are of the exact record bytes (the uncompressed NDJSON, newlines
+included), so a gzip file is verified by what it decompresses to. ``import --verify`` checks the
+whole file against the manifest before it imports anything.
+
+Import keeps ids, positions, global positions and times: into a local store through
+``LocalStore.import_records``, into a server through ``RemoteStore.import_stream`` (``/import``).
+"""
+
+from __future__ import annotations
+
+import gzip as _gzip
+import heapq
+import json
+import os
+import sys
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass
+from typing import BinaryIO, Callable, Iterable, Iterator
+
+from ..domain.message import Message, format_time
+from ..domain.records import from_record, to_record_line
+from ..errors import BatchFailed, CheckFailed, EventoError, StoreError, UsageError
+
+MANIFEST_FORMAT = "eventodb-export"
+MANIFEST_VERSION = 1
+DIGEST_ALGORITHM = "xxh3-64"
+GZIP_MAGIC = b"\x1f\x8b"
+# EventoDB's /import reads the whole body into memory with a 100 MiB limit: larger files go to a
+# server in several requests, split at line boundaries (positions are kept, so this is the same).
+REMOTE_REQUEST_BYTES = 64 * 1024 * 1024
+_CHUNK = 1024 * 1024
+
+
+def manifest_path_for(path: str) -> str:
+    return path + ".manifest.json"
+
+
+def _hasher():
+    from xxhash import xxh3_64
+
+    return xxh3_64()
+
+
+# --- export -------------------------------------------------------------------------------------
+def select_messages(store, categories: Iterable[str] = (), since: int = 1,
+                    until: int | None = None, batch_size: int = 1000) -> Iterator[Message]:
+    """The messages an export holds, in global-position order: every message (no categories), or
+    those of the given categories merged by global position; ``since`` inclusive, ``until``
+    exclusive."""
+    cats = list(dict.fromkeys(categories))  # de-duplicated, order kept
+    if not cats:
+        source = store.iter_category("", since, batch_size)
+    elif len(cats) == 1:
+        source = store.iter_category(cats[0], since, batch_size)
+    else:
+        source = heapq.merge(*(store.iter_category(c, since, batch_size) for c in cats),
+                             key=lambda m: m.global_position)
+    if until is None:
+        return source
+    return _until(source, until)
+
+
+def _until(source: Iterator[Message], until: int) -> Iterator[Message]:
+    for m in source:
+        if m.global_position >= until:
+            return
+        yield m
+
+
+@dataclass
+class ExportResult:
+    count: int = 0
+    first: int | None = None
+    last: int | None = None
+    digest: str = ""
+    nbytes: int = 0
+    seconds: float = 0.0
+
+
+def write_records(messages: Iterable[Message], sink: BinaryIO,
+                  on_progress: Callable[[int, int], None] | None = None,
+                  flush_every: int = 1000) -> ExportResult:
+    """Write export lines to ``sink`` (binary), hashing the exact bytes written."""
+    started = time.perf_counter()
+    h = _hasher()
+    res = ExportResult()
+    buf: list[str] = []
+    line = to_record_line
+    last = None
+    for m in messages:
+        last = m.global_position
+        if res.first is None:
+            res.first = last
+        buf.append(line(m))
+        res.count += 1
+        if len(buf) >= flush_every:
+            _flush_lines(buf, sink, h, res)
+            if on_progress:
+                on_progress(res.count, last)
+    if buf:
+        _flush_lines(buf, sink, h, res)
+    res.last = last
+    if on_progress and res.count:
+        on_progress(res.count, last)
+    res.digest = h.hexdigest()
+    res.seconds = time.perf_counter() - started
+    return res
+
+
+def _flush_lines(buf: list[str], sink: BinaryIO, h, res: ExportResult) -> None:
+    data = ("\n".join(buf) + "\n").encode("utf-8")
+    sink.write(data)
+    h.update(data)
+    res.nbytes += len(data)
+    buf.clear()
+
+
+def describe_source(store) -> dict:
+    if getattr(store, "kind", "") == "local" and getattr(store, "path", None):
+        return {"kind": "local", "store": os.path.abspath(store.path)}
+    url = getattr(store, "url", None) or getattr(store, "base_url", None)
+    return {"kind": getattr(store, "kind", "remote"), "url": None if url is None else str(url)}
+
+
+def build_manifest(res: ExportResult, *, file: str | None, categories: list[str], since: int,
+                   until: int | None, compression: str | None, source: dict) -> dict:
+    from .. import __version__
+
+    return {
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
+        "file": None if file is None else os.path.basename(file),
+        "count": res.count,
+        "firstGlobalPosition": res.first,
+        "lastGlobalPosition": res.last,
+        "categories": list(dict.fromkeys(categories)),
+        "since": since,
+        "until": until,
+        "order": "globalPosition",
+        "digestAlgorithm": DIGEST_ALGORITHM,
+        "digest": res.digest,
+        "bytes": res.nbytes,
+        "compression": compression,
+        "createdAt": format_time(time.time_ns()),
+        "source": source,
+        "tool": f"eventodb-cli {__version__}",
+    }
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=d)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def export(store, output: str | None, *, categories: Iterable[str] = (), since: int = 1,
+           until: int | None = None, gzip: bool = False, manifest: str | None = None,
+           batch_size: int = 1000,
+           on_progress: Callable[[int, int], None] | None = None) -> dict:
+    """Export to ``output`` (``None`` or ``-``: stdout) and write the manifest (to ``manifest``,
+    default ``output + '.manifest.json'``; none for stdout unless ``manifest`` is given).
+
+    A file is written under a temporary name and renamed when complete, so a failed export never
+    leaves a plausible-looking partial file. Returns the manifest."""
+    cats = list(dict.fromkeys(categories))
+    if since < 1:
+        raise UsageError(f"--since must be >= 1 (got {since})")
+    if until is not None and until <= since:
+        raise UsageError(f"--until must be greater than --since (got since {since}, "
+                         f"until {until})")
+    to_stdout = output in (None, "-")
+    if not to_stdout and manifest is None:
+        manifest = manifest_path_for(output)
+    msgs = select_messages(store, cats, since, until, batch_size)
+    compression = "gzip" if gzip else None
+    if to_stdout:
+        raw = sys.stdout.buffer
+        sys.stdout.flush()
+        sink = _gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) if gzip else raw
+        try:
+            res = write_records(msgs, sink, on_progress)
+        finally:
+            if gzip:
+                sink.close()
+            raw.flush()
+    else:
+        d = os.path.dirname(os.path.abspath(output))
+        if not os.path.isdir(d):
+            raise UsageError(f"--output: directory does not exist: {d}")
+        fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=".part", dir=d)
+        try:
+            with os.fdopen(fd, "wb") as raw:
+                if gzip:
+                    # mtime=0 and no file name: the same records give the same gzip bytes
+                    with _gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=6,
+                                        mtime=0) as gz:
+                        res = write_records(msgs, gz, on_progress)
+                else:
+                    res = write_records(msgs, raw, on_progress)
+                raw.flush()
+                os.fsync(raw.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, output)
+        except BaseException:
+            _unlink(tmp)
+            raise
+    doc = build_manifest(res, file=None if to_stdout else output, categories=cats, since=since,
+                         until=until, compression=compression, source=describe_source(store))
+    if manifest:
+        _atomic_write_text(manifest, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    doc["seconds"] = round(res.seconds, 3)
+    return doc
+
+
+def export_total(store, categories: Iterable[str], since: int, until: int | None) -> int | None:
+    """The highest global position an export can reach (a progress bar's end), or None."""
+    try:
+        cats = list(categories) or [""]
+        heads = [h for h in (store.category_head(c) for c in cats) if h is not None]
+    except EventoError:
+        return None
+    if not heads:
+        return None
+    top = max(heads)
+    if until is not None:
+        top = min(top, until - 1)
+    return max(top - since + 1, 0)
+
+
+# --- reading export files -------------------------------------------------------------------------
+def open_export(path: str) -> BinaryIO:
+    """Open an export file (``-``: stdin) for reading its records; gzip is recognised by its
+    magic bytes."""
+    if path == "-":
+        raw = sys.stdin.buffer
+    else:
+        try:
+            raw = open(path, "rb")
+        except OSError as e:
+            raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
+    if head == GZIP_MAGIC:
+        return _gzip.GzipFile(fileobj=raw, mode="rb")
+    return raw
+
+
+def read_manifest(path: str) -> dict:
+    """Load and sanity-check a manifest (any problem: ``CheckFailed``, exit 1)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except FileNotFoundError:
+        raise CheckFailed(f"cannot verify: no manifest at {path} (export writes one next to "
+                          "its --output file; or give --manifest PATH)") from None
+    except OSError as e:
+        raise CheckFailed(f"cannot verify: cannot read manifest {path}: {e.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckFailed(f"cannot verify: manifest {path} is not valid JSON: {e}") from None
+    if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
+        raise CheckFailed(f"cannot verify: {path} is not an eventodb export manifest")
+    if doc.get("version") != MANIFEST_VERSION:
+        raise CheckFailed(f"cannot verify: manifest version {doc.get('version')!r} is not "
+                          f"supported (this eventodb reads version {MANIFEST_VERSION})")
+    if doc.get("digestAlgorithm") != DIGEST_ALGORITHM:
+        raise CheckFailed(f"cannot verify: unknown digest algorithm "
+                          f"{doc.get('digestAlgorithm')!r} in {path}")
+    for key in ("count", "bytes"):
+        if not isinstance(doc.get(key), int) or isinstance(doc.get(key), bool):
+            raise CheckFailed(f"cannot verify: manifest {path} has no valid {key!r}")
+    if not isinstance(doc.get("digest"), str):
+        raise CheckFailed(f"cannot verify: manifest {path} has no digest")
+    return doc
+
+
+def verify(path: str, manifest: dict,
+           on_progress: Callable[[int], None] | None = None) -> dict:
+    """Read the whole file and compare it with its manifest: byte length, xxh3-64 digest of the
+    record bytes, record count. Raises ``CheckFailed`` with one line naming what is wrong."""
+    name = path
+    h = _hasher()
+    nbytes = 0
+    lines = 0
+    last_byte = b""
+    try:
+        with open_export(path) as fh:
+            while True:
+                chunk = fh.read(_CHUNK)
+                if not chunk:
+                    break
+                h.update(chunk)
+                nbytes += len(chunk)
+                lines += chunk.count(b"\n")
+                last_byte = chunk[-1:]
+                if on_progress:
+                    on_progress(nbytes)
+    except (OSError, EOFError, zlib.error) as e:
+        if isinstance(e, OSError) and not isinstance(e, _gzip.BadGzipFile) and e.errno:
+            raise CheckFailed(f"{name}: cannot read: {e.strerror}") from None
+        raise CheckFailed(f"{name} is damaged: gzip data is corrupt or truncated ({e})") from None
+    if nbytes and last_byte != b"\n":
+        lines += 1  # a last line without its newline still counts as a (damaged) record
+    want_bytes = manifest["bytes"]
+    if nbytes < want_bytes:
+        raise CheckFailed(
+            f"{name} is truncated: {nbytes} of {want_bytes} bytes, {lines} of "
+            f"{manifest['count']} records (manifest); nothing imported")
+    if nbytes > want_bytes:
+        raise CheckFailed(
+            f"{name} is longer than its manifest says: {nbytes} bytes, expected {want_bytes}; "
+            "nothing imported")
+    digest = h.hexdigest()
+    if digest != manifest["digest"]:
+        raise CheckFailed(
+            f"{name} is damaged: xxh3-64 digest {digest} does not match the manifest's "
+            f"{manifest['digest']} (same length: bytes were changed); nothing imported")
+    if lines != manifest["count"]:
+        raise CheckFailed(f"{name}: {lines} records but the manifest says {manifest['count']}; "
+                          "nothing imported")
+    return {"bytes": nbytes, "count": lines, "digest": digest}
+
+
+# --- import -------------------------------------------------------------------------------------
+@dataclass
+class ImportResult:
+    imported: int = 0
+    last_global_position: int | None = None
+    seconds: float = 0.0
+
+
+def parse_lines(fh: BinaryIO, state: dict,
+                on_bytes: Callable[[int], None] | None = None) -> Iterator[Message]:
+    """Export records from a binary line source. ``state["line"]`` is the physical line being
+    read (1-based); blank lines are skipped. A bad record raises ``ValueError`` naming its line."""
+    n = 0
+    nbytes = 0
+    loads = json.loads
+    for raw in fh:
+        n += 1
+        state["line"] = n
+        nbytes += len(raw)
+        if on_bytes and n % 1000 == 0:
+            on_bytes(nbytes)
+        if not raw.strip():
+            continue
+        try:
+            m = from_record(loads(raw))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"line {n}: not valid JSON: {e.msg} (column {e.colno})") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"line {n}: not valid UTF-8") from None
+        except ValueError as e:
+            raise ValueError(f"line {n}: {e}") from None
+        state["gpos"] = m.global_position
+        yield m
+    if on_bytes:
+        on_bytes(nbytes)
+
+
+def import_local(store, fh: BinaryIO, *, force: bool = False, batch_size: int = 1000,
+                 on_progress: Callable[[int, int], None] | None = None,
+                 on_bytes: Callable[[int], None] | None = None) -> ImportResult:
+    """Import into a local store, keeping positions. A bad line stops the import: batches
+    before it stay committed (like the server's /import) and the error names the line."""
+    res = ImportResult()
+    state = {"line": 0}
+    started = time.perf_counter()
+
+    def batch_done(imported: int, last: int) -> None:
+        res.imported = imported
+        res.last_global_position = last
+        if on_progress:
+            on_progress(imported, last)
+
+    try:
+        res.imported = store.import_records(parse_lines(fh, state, on_bytes), force=force,
+                                            batch_size=batch_size, on_batch=batch_done)
+    except ValueError as e:
+        raise BatchFailed(f"import stopped at {e}; {res.imported} messages imported before it",
+                          exit_code=1, line=state["line"], written=res.imported,
+                          code="INVALID_RECORD") from None
+    except StoreError as e:
+        raise BatchFailed(f"import stopped in the batch ending at line {state['line']}: "
+                          f"{e.message}; {res.imported} messages imported before it",
+                          exit_code=1, line=state["line"], written=res.imported,
+                          code="POSITION_EXISTS") from None
+    except (OSError, EOFError, zlib.error) as e:
+        raise BatchFailed(f"import stopped at line {state['line']}: cannot read the file ({e}); "
+                          f"{res.imported} messages imported before it", exit_code=1,
+                          line=state["line"], written=res.imported, code="READ_ERROR") from None
+    res.last_global_position = state.get("gpos")
+    res.seconds = time.perf_counter() - started
+    return res
+
+
+def _request_bodies(fh: BinaryIO, limit: int, on_bytes: Callable[[int], None] | None):
+    """Split the file at line boundaries into request bodies of at most ~``limit`` bytes.
+    Yields (first line number, list of lines)."""
+    body: list[bytes] = []
+    size = 0
+    first = 1
+    line = 0
+    nbytes = 0
+    for raw in fh:
+        line += 1
+        nbytes += len(raw)
+        if body and size + len(raw) > limit:
+            yield first, body
+            if on_bytes:
+                on_bytes(nbytes - len(raw))
+            body, size, first = [], 0, line
+        body.append(raw)
+        size += len(raw)
+    if body:
+        yield first, body
+    if on_bytes:
+        on_bytes(nbytes)
+
+
+def _chunks(lines: list[bytes]) -> Iterator[bytes]:
+    buf: list[bytes] = []
+    size = 0
+    for raw in lines:
+        buf.append(raw)
+        size += len(raw)
+        if size >= _CHUNK:
+            yield b"".join(buf)
+            buf, size = [], 0
+    if buf:
+        yield b"".join(buf)
+
+
+def import_remote(store, fh: BinaryIO, *, force: bool = False,
+                  request_bytes: int = REMOTE_REQUEST_BYTES,
+                  on_progress: Callable[[int, int], None] | None = None,
+                  on_bytes: Callable[[int], None] | None = None) -> ImportResult:
+    """Import into a server through ``/import`` (``store.import_stream(chunks, force)`` yields
+    its events). An error event stops the import with the server's code and line."""
+    res = ImportResult()
+    started = time.perf_counter()
+    first_request = True
+    for first_line, lines in _request_bodies(fh, request_bytes, on_bytes):
+        base = res.imported
+        try:
+            events = store.import_stream(_chunks(lines), force=force and first_request)
+            done = False
+            for ev in events:
+                if not isinstance(ev, dict):
+                    continue
+                if ev.get("error"):
+                    line = ev.get("line")
+                    at = first_line - 1 + line if isinstance(line, int) else None
+                    where = f" at line {at}" if at else ""
+                    raise BatchFailed(
+                        f"import stopped{where}: {ev.get('error')}: {ev.get('message', '')}; "
+                        f"{res.imported} messages imported before it",
+                        exit_code=1, line=at or 0, written=res.imported,
+                        code=str(ev.get("error")))
+                if "imported" in ev:
+                    res.imported = base + int(ev["imported"])
+                if ev.get("gpos") is not None:
+                    res.last_global_position = ev["gpos"]
+                    if on_progress:
+                        on_progress(res.imported, ev["gpos"])
+                if ev.get("done"):
+                    done = True
+            if not done:
+                raise StoreError("the server ended /import without reporting done; "
+                                 f"{res.imported} messages confirmed imported")
+        except BatchFailed:
+            raise
+        except EventoError as e:
+            if getattr(e, "line", None):
+                raise
+            raise type(e)(f"{e.message} (request starting at line {first_line})") from None
+        first_request = False
+    if first_request and force:  # an empty file still clears with --force
+        for _ev in store.import_stream(iter(()), force=True):
+            pass
+    res.seconds = time.perf_counter() - started
+    return res
+
+
+def import_file(open_store, path: str, *, force: bool = False, verify_manifest: bool = False,
+                manifest: str | None = None, batch_size: int = 1000,
+                on_progress: Callable[[int, int], None] | None = None,
+                on_bytes: Callable[[int], None] | None = None,
+                on_verify: Callable[[int], None] | None = None,
+                before_import: Callable[[object], None] | None = None) -> dict:
+    """Import an export file into the store ``open_store()`` opens (local or server).
+
+    ``verify_manifest`` checks the whole file against its manifest first: when it does not
+    match, nothing is imported and the target is not even opened (no store file is created).
+    ``before_import(store)`` runs once the target is open (e.g. to confirm --force)."""
+    checked = None
+    if verify_manifest:
+        if path == "-":
+            raise UsageError("--verify needs a file, not stdin (the file is read twice)")
+        doc = read_manifest(manifest or manifest_path_for(path))
+        checked = verify(path, doc, on_verify)
+    with open_store() as store, open_export(path) as fh:
+        if before_import:
+            before_import(store)
+        if hasattr(store, "import_records"):
+            res = import_local(store, fh, force=force, batch_size=batch_size,
+                               on_progress=on_progress, on_bytes=on_bytes)
+        elif hasattr(store, "import_stream"):
+            res = import_remote(store, fh, force=force, on_progress=on_progress,
+                                on_bytes=on_bytes)
+        else:
+            raise UsageError(f"this target ({getattr(store, 'kind', '?')}) cannot import")
+    out = {
+        "imported": res.imported,
+        "lastGlobalPosition": res.last_global_position,
+        "verified": checked is not None,
+        "forced": force,
+        "seconds": round(res.seconds, 3),
+    }
+    if checked is not None:
+        out["digest"] = checked["digest"]
+    return out
