@@ -1,0 +1,135 @@
+"""Start ``eventodb serve``: choose the data location, make sure ``default`` exists with the
+right token, bind the socket, run uvicorn (httptools) until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import tempfile
+
+from ..errors import EventoError, UsageError
+from .auth import TokenError, generate_token, hash_token, parse_token
+from .registry import REGISTRY_NAME, Registry
+
+
+def _log(text: str) -> None:
+    print(f"eventodb serve: {text}", file=sys.stderr, flush=True)
+
+
+def open_registry(data_dir: str | None, store: str | None) -> Registry:
+    if store:
+        store = os.path.abspath(store)
+        if os.path.isdir(store):
+            raise UsageError(f"--store names a directory: {store} (use --data-dir)")
+        return Registry(store + ".namespaces.db", store + ".namespaces", default_path=store)
+    data_dir = os.path.abspath(data_dir)
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise UsageError(f"--data-dir is not a directory: {data_dir}")
+    return Registry(os.path.join(data_dir, REGISTRY_NAME), data_dir)
+
+
+def ensure_default(registry: Registry, token: str | None) -> None:
+    """``default`` exists and (when ``token`` is given) answers to exactly that token.
+
+    Unlike the Go server, a ``--token`` given for an existing ``default`` replaces its token,
+    and no token is generated (or logged) when ``default`` already exists.
+    """
+    ns = registry.get("default")
+    if token is not None:
+        h = hash_token(token)
+        if ns is None:
+            registry.create("default", h, "Default namespace")
+            _log("created namespace 'default' with the token given by --token/EVENTODB_TOKEN")
+        elif ns.token_hash != h:
+            registry.set_token_hash("default", h)
+            _log("namespace 'default' now answers to the token given by --token/EVENTODB_TOKEN")
+        return
+    if ns is None:
+        token = generate_token("default")
+        registry.create("default", hash_token(token), "Default namespace")
+        _log("created namespace 'default'")
+        print(f"DEFAULT NAMESPACE TOKEN: {token}", file=sys.stderr, flush=True)
+        _log("keep this token: it is shown only once (the server stores only its sha256)")
+    else:
+        _log("namespace 'default' exists; its token is unchanged")
+
+
+def check_token(token: str) -> None:
+    try:
+        ns = parse_token(token)
+    except TokenError as e:
+        raise UsageError(f"--token is not a valid EventoDB token: {e}") from None
+    if ns != "default":
+        raise UsageError("--token must be a token of namespace 'default' "
+                         f"(it is for namespace '{ns}')")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise EventoError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(*, data_dir: str | None, store: str | None, host: str, port: int, test_mode: bool,
+          token: str | None, max_body: int, keepalive: float, workers: int) -> None:
+    import asyncio
+
+    import uvicorn
+
+    from .app import Server
+
+    if token is not None:
+        check_token(token)
+    tmp = None
+    if not data_dir and not store:
+        if test_mode:
+            tmp = tempfile.TemporaryDirectory(prefix="eventodb-serve-")
+            data_dir = tmp.name
+        else:
+            from ..store.resolve import default_store_path
+
+            store = default_store_path()
+    registry = open_registry(data_dir, store)
+    try:
+        ensure_default(registry, token)
+        sock = bind(host, port)
+        app = Server(registry, test_mode=test_mode, max_body=max_body, keepalive=keepalive,
+                     workers=workers)
+        config = uvicorn.Config(app, http="httptools", loop="asyncio", lifespan="on",
+                                access_log=False, log_level="warning", server_header=False,
+                                date_header=True, timeout_keep_alive=120,
+                                timeout_graceful_shutdown=5)
+
+        class _Server(uvicorn.Server):
+            async def shutdown(self, sockets=None):
+                app.hub.close_all()  # end SSE streams so connections can drain
+                await super().shutdown(sockets=sockets)
+
+        bound = sock.getsockname()
+        where = f"--store {store}" if store else f"--data-dir {data_dir}"
+        if tmp is not None:
+            where += " (temporary, removed at exit)"
+        shown = f"[{bound[0]}]" if sock.family == socket.AF_INET6 else bound[0]
+        _log(f"listening on http://{shown}:{bound[1]} ({where}"
+             f"{', test mode: tokens are not checked' if test_mode else ''})")
+        if bound[0] not in ("127.0.0.1", "::1") and not bound[0].startswith("127."):
+            _log(f"warning: {host} is not a loopback address; the API is reachable from "
+                 "other machines")
+        server = _Server(config)
+        asyncio.run(server.serve(sockets=[sock]))
+    finally:
+        try:
+            registry.close()
+        except Exception:
+            pass
+        if tmp is not None:
+            tmp.cleanup()
