@@ -1,7 +1,9 @@
 """Bulk writes from NDJSON: parse a whole batch, then write it in one call to the store.
 
-A bad line (or a conflict inside a batch) stops the run: every batch before it stays written,
-nothing of the failing batch is written, and the error names the line.
+A bad line (or a conflict inside a batch) stops the run: every batch before it stays written and
+the error names the line. On a local store nothing of the failing batch is written (one
+transaction); on a server (one request per message, streams in parallel) the error says which
+lines of the failing batch were written and which were not.
 """
 
 from __future__ import annotations
@@ -61,17 +63,28 @@ def write_ndjson(
                     if m.stream_name == e.stream and m.expected_version == e.expected:
                         line = ln
                         break
+            # a server store writes a batch as many requests: some may have landed
+            partial = getattr(e, "batch_results", None)
+            done = [r for r in partial if r is not None] if partial else []
+            _account(summary, done)
             written = summary.written
-            raise BatchFailed(
+            if done:
+                missing = [ln for ln, r in zip(batch_lines, partial) if r is None]
+                where = (f"{len(done)} of lines {batch_lines[0]}-{batch_lines[-1]} were written, "
+                         f"{len(missing)} were not: lines {_ranges(missing)}")
+            else:
+                where = f"lines {batch_lines[0]}-{batch_lines[-1]} were not"
+            err = BatchFailed(
                 f"line {line}: {e.message}; {written} messages were written before it "
-                f"(lines {batch_lines[0]}-{batch_lines[-1]} were not)",
+                f"({where})",
                 exit_code=e.exit_code, line=line, written=written, code=e.code,
-            ) from None
-        summary.written += len(results)
+            )
+            err.summary = summary
+            if done:
+                err.details["notWritten"] = len(batch_lines) - len(done)
+            raise err from None
+        _account(summary, results)
         summary.batches += 1
-        if summary.first_global_position is None:
-            summary.first_global_position = results[0].global_position
-        summary.last_global_position = results[-1].global_position
         batch.clear()
         batch_lines.clear()
         if on_progress:
@@ -96,6 +109,33 @@ def write_ndjson(
     flush()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _account(summary: WriteSummary, results) -> None:
+    """Count written messages; first/last global position = lowest/highest written (a server
+    store writes streams concurrently, so results are not in global-position order)."""
+    if not results:
+        return
+    summary.written += len(results)
+    lo = min(r.global_position for r in results)
+    hi = max(r.global_position for r in results)
+    if summary.first_global_position is None or lo < summary.first_global_position:
+        summary.first_global_position = lo
+    if summary.last_global_position is None or hi > summary.last_global_position:
+        summary.last_global_position = hi
+
+
+def _ranges(lines: list[int], limit: int = 6) -> str:
+    """``[3, 4, 5, 9]`` -> ``3-5, 9`` (at most ``limit`` ranges, then ``...``)."""
+    out: list[str] = []
+    i = 0
+    while i < len(lines) and len(out) < limit:
+        j = i
+        while j + 1 < len(lines) and lines[j + 1] == lines[j] + 1:
+            j += 1
+        out.append(str(lines[i]) if i == j else f"{lines[i]}-{lines[j]}")
+        i = j + 1
+    return ", ".join(out) + (", ..." if i < len(lines) else "")
 
 
 def _bad_line(lineno: int, reason: str, summary: WriteSummary, pending: list[int]) -> None:

@@ -1,0 +1,153 @@
+"""Named targets ("profiles", like rpk profiles or nats contexts) in the user's config file.
+
+The file is ``$XDG_CONFIG_HOME/eventodb/config.json`` (``~/.config/eventodb/config.json``):
+
+    {"current": "prod",
+     "profiles": {"prod": {"url": "https://evento.example:8080", "token": "ns_..."},
+                  "scratch": {"store": "/tmp/scratch.db"}}}
+
+A profile names a server (``url`` with ``token`` or ``token_file``, optional ``timeout``) or a
+local store (``store``). The file holds tokens, so it is written with mode 0600 (its directory
+0700), atomically: a temp file in the same directory, fsync, rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+
+from ..errors import NotFound, UsageError
+
+CONFIG_NAME = "config.json"
+PROFILE_KEYS = ("url", "token", "token_file", "store", "timeout", "description")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def config_dir() -> str:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "eventodb")
+
+
+def config_path() -> str:
+    return os.path.join(config_dir(), CONFIG_NAME)
+
+
+def load_config(path: str | None = None) -> dict:
+    """The config as a dict (``{"current": None, "profiles": {}}`` when there is no file)."""
+    path = path or config_path()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            cfg = json.load(fh)
+    except FileNotFoundError:
+        return {"current": None, "profiles": {}}
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read config {path}: {getattr(e, 'strerror', None) or e}") \
+            from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("profiles", {}), dict):
+        raise UsageError(f"config {path} is not an eventodb config (expected an object with "
+                         "\"profiles\")")
+    cfg.setdefault("profiles", {})
+    cfg.setdefault("current", None)
+    return cfg
+
+
+def save_config(cfg: dict, path: str | None = None) -> str:
+    """Write the config atomically with mode 0600; returns the path."""
+    path = path or config_path()
+    d = os.path.dirname(path)
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".tmp", dir=d)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(cfg, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def check_name(name: str) -> str:
+    if not _NAME_RE.match(name or ""):
+        raise UsageError(f"invalid profile name {name!r}: use letters, digits, '.', '_' or '-' "
+                         "(up to 64, starting with a letter or digit)")
+    return name
+
+
+def get_profile(name: str, cfg: dict | None = None) -> dict:
+    cfg = cfg if cfg is not None else load_config()
+    prof = cfg["profiles"].get(name)
+    if prof is None:
+        known = ", ".join(sorted(cfg["profiles"])) or "none"
+        raise NotFound(f"no profile named {name!r} (profiles: {known}; see 'eventodb profile "
+                       "list')")
+    return prof
+
+
+def current_name(cfg: dict | None = None) -> str | None:
+    cfg = cfg if cfg is not None else load_config()
+    cur = cfg.get("current")
+    return cur if cur in cfg["profiles"] else None
+
+
+def add_profile(name: str, prof: dict, *, use: bool = False, replace: bool = False) -> str:
+    check_name(name)
+    if bool(prof.get("url")) == bool(prof.get("store")):
+        raise UsageError("a profile names either a server (--url) or a local store (--store)")
+    if prof.get("store") and (prof.get("token") or prof.get("token_file")):
+        raise UsageError("a local-store profile takes no token")
+    if prof.get("token") and prof.get("token_file"):
+        raise UsageError("give --token or --token-file, not both")
+    cfg = load_config()
+    if name in cfg["profiles"] and not replace:
+        raise UsageError(f"profile {name!r} exists (use --replace to overwrite it)")
+    cfg["profiles"][name] = {k: v for k, v in prof.items() if k in PROFILE_KEYS and v is not None}
+    if use or not current_name(cfg):
+        cfg["current"] = name
+    return save_config(cfg)
+
+
+def use_profile(name: str) -> None:
+    cfg = load_config()
+    get_profile(name, cfg)
+    cfg["current"] = name
+    save_config(cfg)
+
+
+def remove_profile(name: str) -> bool:
+    """Remove a profile; returns True when it was the current one (which is then unset)."""
+    cfg = load_config()
+    get_profile(name, cfg)
+    del cfg["profiles"][name]
+    was_current = cfg.get("current") == name
+    if was_current:
+        cfg["current"] = None
+    save_config(cfg)
+    return was_current
+
+
+def describe(name: str, prof: dict, current: str | None) -> dict:
+    """A profile as shown by ``profile list|show``: the token itself is never included."""
+    token_src = None
+    if prof.get("token"):
+        token_src = "stored"
+    elif prof.get("token_file"):
+        token_src = f"file {prof['token_file']}"
+    return {
+        "name": name,
+        "current": name == current,
+        "kind": "server" if prof.get("url") else "local",
+        "target": prof.get("url") or prof.get("store"),
+        "token": token_src,
+        "timeout": prof.get("timeout"),
+        "description": prof.get("description"),
+    }
