@@ -1,0 +1,196 @@
+"""``verify-groups``: prove a consumer group partitions a category, through any Store.
+
+One unfiltered read of the category and one read of each member's share, all bounded by the
+head found at the start (a snapshot: messages written meanwhile are left out of every read, so
+a live category does not produce false alarms). Memory grows with the number of streams: one
+message counter per stream and the member that returned it, never the messages.
+
+Checks, each a violation ``kind``:
+
+- ``duplicate``: a stream returned to two or more members;
+- ``wrong-member``: a stream returned by a member other than ``member_for`` predicts (a server
+  with another hash, or the full name hashed instead of the cardinal id);
+- ``gap``: a stream with an id returned to no member;
+- ``compound-split``: ``account-1+retry`` returned by another member than ``account-1``;
+- ``returned-without-id``: a stream without an id (``account``) returned to a member;
+- ``count-mismatch``: a member returned a different number of messages of a stream than the
+  unfiltered read holds;
+- ``unknown-stream``: a member returned a stream the unfiltered read does not hold (another
+  category, or a stream that does not exist).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..domain.hashing import member_of_hash, stream_hash
+from ..domain.message import NewMessage
+from ..domain.scale import load_summary, pct
+from ..domain.streams import cardinal_id, category as category_of, stream_id
+
+READ_BATCH = 10_000  # the server's largest batchSize
+KINDS = ("duplicate", "wrong-member", "gap", "compound-split", "returned-without-id",
+         "count-mismatch", "unknown-stream")
+
+Progress = Callable[[str, int, int | None], None]  # (phase, global position reached, head)
+
+
+def write_test_data(store, category: str, k: int, *, batch: int = 1000) -> list[str]:
+    """Write K streams ``category-<uuid4>`` with one ``Test`` message each (the seed's check).
+    Returns the stream names."""
+    import uuid
+
+    names = [f"{category}-{uuid.uuid4()}" for _ in range(k)]
+    for i in range(0, k, batch):
+        store.write_batch([NewMessage(s, "Test", "{}", None, str(uuid.uuid4()))
+                           for s in names[i:i + batch]])
+    return names
+
+
+def _read_counts(store, category: str, head: int, member: int | None, size: int | None,
+                 phase: str, on_progress: Progress | None) -> dict[str, int]:
+    """Messages per stream in ``category`` (or a member's share) up to ``head``."""
+    counts: dict[str, int] = {}
+    get = counts.get
+    position = 1
+    while True:
+        batch = store.category_get(category, position, READ_BATCH, None, member, size)
+        if not batch:
+            break
+        full = len(batch) == READ_BATCH
+        last = batch[-1].global_position
+        if last > head:  # written after the snapshot
+            batch = [x for x in batch if x.global_position <= head]
+        for x in batch:
+            s = x.stream_name
+            counts[s] = get(s, 0) + 1
+        if on_progress:
+            on_progress(phase, min(last, head), head)
+        if not full or last >= head:
+            break
+        position = last + 1
+    if on_progress:
+        on_progress(phase, head, head)
+    return counts
+
+
+def verify(store, category: str, size: int, *, on_progress: Progress | None = None) -> dict:
+    """The verify-groups report (JSON contract): ``ok``, per-member loads, every violation."""
+    if size < 1:
+        raise ValueError("size must be >= 1")
+    head = store.category_head(category)
+    totals: dict[str, int] = {}
+    if head is not None:
+        totals = _read_counts(store, category, head, None, None, "unfiltered read", on_progress)
+    violations: list[dict] = []
+    returned: dict[str, int] = {}  # stream -> first member that returned it
+    extra: dict[str, list[int]] = {}  # stream -> every member, when more than one returned it
+    members = []
+    for member in range(size):
+        got = {} if head is None else _read_counts(store, category, head, member, size,
+                                                   f"member {member}/{size}", on_progress)
+        msgs = 0
+        for s, c in got.items():
+            msgs += c
+            first = returned.get(s)
+            if first is None:
+                returned[s] = member
+            else:
+                extra.setdefault(s, [first]).append(member)
+            total = totals.get(s)
+            if total is None:
+                violations.append({
+                    "kind": "unknown-stream", "stream": s, "members": [member],
+                    "expected": _expected(s, size) if category_of(s) == category else None,
+                    "messages": c,
+                    "detail": (f"member {member} returned {c} message(s) of a stream of "
+                               f"category {category_of(s)!r}" if category_of(s) != category else
+                               f"member {member} returned {c} message(s) of a stream the "
+                               "unfiltered read does not hold"),
+                })
+            elif c != total:
+                violations.append({
+                    "kind": "count-mismatch", "stream": s, "members": [member],
+                    "expected": _expected(s, size), "messages": c, "unfilteredMessages": total,
+                    "detail": f"member {member} returned {c} message(s), the unfiltered read "
+                              f"holds {total}",
+                })
+        members.append({"member": member, "streams": len(got), "messages": msgs})
+
+    messages = sum(totals.values())
+    unassigned = 0
+    for s, total in totals.items():
+        exp = member_of_hash(stream_hash(s), size)
+        got_members = extra.get(s) or ([returned[s]] if s in returned else [])
+        if exp is None:
+            unassigned += 1
+            if got_members:
+                violations.append({
+                    "kind": "returned-without-id", "stream": s, "members": got_members,
+                    "expected": None,
+                    "detail": f"a stream without an id belongs to no member; returned to "
+                              f"{_members(got_members)}",
+                })
+            continue
+        if not got_members:
+            v = {"kind": "gap", "stream": s, "members": [], "expected": exp, "messages": total,
+                 "detail": f"no member returned it ({total} message(s)); member {exp} should"}
+            if cardinal_id(s) == "":
+                v["detail"] += (" (empty cardinal id: Message DB hashes '', EventoDB's Go "
+                                "SQLite backend gives such streams to no member)")
+            violations.append(v)
+            continue
+        if len(got_members) > 1:
+            violations.append({
+                "kind": "duplicate", "stream": s, "members": got_members, "expected": exp,
+                "detail": f"returned to {_members(got_members)}; only member {exp} should",
+            })
+        wrong = [mm for mm in got_members if mm != exp]
+        if wrong:
+            violations.append({
+                "kind": "wrong-member", "stream": s, "members": wrong, "expected": exp,
+                "detail": f"returned to {_members(wrong)}, but abs(hash64("
+                          f"{cardinal_id(s)!r})) % {size} = {exp}",
+            })
+        sid = stream_id(s)
+        if sid is not None and "+" in sid:
+            base = f"{category_of(s)}-{cardinal_id(s)}"
+            base_members = extra.get(base) or ([returned[base]] if base in returned else None)
+            if base_members is not None and sorted(base_members) != sorted(got_members):
+                violations.append({
+                    "kind": "compound-split", "stream": s, "members": got_members,
+                    "expected": exp, "cardinalStream": base, "cardinalMembers": base_members,
+                    "detail": f"returned to {_members(got_members)} but {base} to "
+                              f"{_members(base_members)}; both belong to member {exp}",
+                })
+
+    loads = [m["messages"] for m in members]
+    member_total = sum(loads)
+    for m in members:
+        m["share"] = pct(m["messages"], member_total)
+    counts = {k: 0 for k in KINDS}
+    for v in violations:
+        counts[v["kind"]] += 1
+    order = {k: i for i, k in enumerate(KINDS)}
+    violations.sort(key=lambda v: (order[v["kind"]], v["stream"]))
+    return {
+        "ok": not violations,
+        "category": category,
+        "size": size,
+        "head": head,
+        "streams": len(totals),
+        "messages": messages,
+        "unassignedStreams": unassigned,
+        "members": members,
+        "load": load_summary(loads),
+        "violationCounts": {k: c for k, c in counts.items() if c},
+        "violations": violations,
+    }
+
+
+def _expected(stream: str, size: int) -> int | None:
+    return member_of_hash(stream_hash(stream), size)
+
+
+def _members(ms: list[int]) -> str:
+    return ("member " if len(ms) == 1 else "members ") + ", ".join(map(str, ms))
