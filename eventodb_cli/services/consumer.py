@@ -312,12 +312,15 @@ class Consumer:
 
     # --- health -----------------------------------------------------------------------------
     def _maybe_refresh_lag(self, *, caught_up: bool) -> None:
+        """Refresh the health figures: at every idle moment (caught up: the share's lag is 0,
+        only the head is read), and at most once a second while working through a backlog."""
         if not self.track_lag:
             return
         now = time.monotonic()
-        if now - self._lag_checked < 1.0:
-            if caught_up and self._lag["lag"] is not None:
-                self._lag["lag"], self._lag["lagExact"] = 0, True
+        if not caught_up and now - self._lag_checked < 1.0:
+            head = self._lag["head"]
+            if head is not None:
+                self._lag["lagPositions"] = max(0, head - self.position + 1)
             return
         self._lag_checked = now
         from .lag import count_share
