@@ -576,7 +576,8 @@ class RemoteStore(Store):
     # --- SSE ----------------------------------------------------------------------------------
     def pokes(self, *, stream: str | None = None, category: str | None = None,
               all: bool = False, position: int = 0, member: int | None = None,
-              size: int | None = None, max_reconnects: int | None = None) -> Iterator[dict]:
+              size: int | None = None, max_reconnects: int | None = None,
+              on_connect=None) -> Iterator[dict]:
         """Pokes ``{"stream","position","globalPosition"}`` from ``GET /subscribe``.
 
         On a dropped connection: reconnect with backoff and resume after the last poke yielded
@@ -584,7 +585,8 @@ class RemoteStore(Store):
         written while disconnected and poke for them (the server replays only up to 1000 and
         ``all`` replays nothing), dropping any poke at or below the last one yielded: no gap, no
         repeat. The first connection fails after ``retries`` attempts; once connected, it
-        reconnects without limit (or ``max_reconnects`` times in a row)."""
+        reconnects without limit (or ``max_reconnects`` times in a row). ``on_connect(n)`` is
+        called each time the server accepts the subscription (n = 1, 2, ...)."""
         kinds = (stream is not None) + (category is not None) + bool(all)
         if kinds != 1:
             raise UsageError("subscribe to one of: a stream, a category, or all")
@@ -595,6 +597,7 @@ class RemoteStore(Store):
         by_stream_pos = stream is not None
         last: int | None = None
         connected = False
+        connects = 0
         failures = 0
         what = "subscribe " + (f"stream {stream}" if stream is not None else
                                f"category {category}" if category is not None else "all")
@@ -625,6 +628,9 @@ class RemoteStore(Store):
                         failures = 0
                         reconnect = connected
                         connected = True
+                        connects += 1
+                        if on_connect is not None:
+                            on_connect(connects)
                         if reconnect and last is not None:
                             for p in self._catch_up(stream, category, all, last + 1, member,
                                                     size):
