@@ -181,10 +181,6 @@ class Consumer:
         self.position = self.load_position()
         self._log(f"{o.category} member {o.member} of {o.size} from position {self.position}")
         poker = None
-        if o.follow and hasattr(self.store, "pokes"):
-            poker = threading.Thread(target=self._poke_loop, name="eventodb-pokes", daemon=True)
-            self._pokes_alive = True
-            poker.start()
         caught_up_logged = False
         failures = 0
         try:
@@ -219,6 +215,14 @@ class Consumer:
                 if not caught_up_logged:
                     self._log(f"caught up at position {self.position}; following")
                     caught_up_logged = True
+                if poker is None and hasattr(self.store, "pokes"):
+                    # subscribed once caught up, from the own position: the server's replay
+                    # covers what is written between the last read and the subscription
+                    poker = threading.Thread(target=self._poke_loop, args=(self.position,),
+                                             name="eventodb-pokes", daemon=True)
+                    self._pokes_alive = True
+                    poker.start()
+                    continue  # read once more: a write may have landed before the subscription
                 timeout = o.poll_interval
                 if self._pokes_alive:
                     timeout = o.poll_interval * o.sse_fallback_factor
@@ -297,9 +301,9 @@ class Consumer:
         return "failed"
 
     # --- follow: SSE wake-ups -------------------------------------------------------------
-    def _poke_loop(self) -> None:
+    def _poke_loop(self, position: int) -> None:
         try:
-            for _poke in self.store.pokes(category=self.opts.category, position=self.position):
+            for _poke in self.store.pokes(category=self.opts.category, position=position):
                 self._wake.set()
                 if self._stop.is_set():
                     return
