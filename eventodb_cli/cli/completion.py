@@ -100,24 +100,21 @@ def complete_profile(ctx, param, incomplete: str):
 
 
 def _store_path_from(ctx) -> str | None:
-    """The local store the partial command line names; None for a server target."""
+    """The local store the partial command line names (flags, environment, profile, default);
+    None for a server target or when the target cannot be resolved."""
+    from ..store.resolve import Target, resolve_target
     from .common import _TARGET_KEY
 
-    store = url = None
+    target = None
     c = ctx
-    while c is not None:
-        t = c.meta.get(_TARGET_KEY)
-        if t is not None:
-            store = store or getattr(t, "store", None)
-            url = url or getattr(t, "url", None)
+    while c is not None and target is None:
+        target = c.meta.get(_TARGET_KEY)
         c = c.parent
-    if store:
-        return store
-    if url or os.environ.get("EVENTODB_URL"):
+    try:
+        t = resolve_target(target if isinstance(target, Target) else Target())
+    except Exception:  # completion never fails: a broken config completes nothing
         return None
-    from ..store.resolve import default_store_path
-
-    return default_store_path()
+    return None if t.url else t.store
 
 
 def category_names(ctx, prefix: str = "") -> list[str]:

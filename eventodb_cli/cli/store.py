@@ -22,11 +22,9 @@ def _open_local():
     from ..store.resolve import default_store_path, resolve_target
 
     t = resolve_target(get_target())
-    if t.store and t.url:
-        raise UsageError("--store and --url name two targets; give one")
-    if t.is_remote:
-        raise UsageError("store commands work on a local store file, not on a server "
-                         f"({t.url}); give --store PATH")
+    if t.url:
+        raise UsageError(f"store commands work on a local store file, not on a server ({t.url}, "
+                         f"from {t.origin or 'the target'}); give --store PATH")
     from ..store.local import LocalStore
 
     return LocalStore(t.store or default_store_path())
