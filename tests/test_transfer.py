@@ -1,0 +1,351 @@
+"""``eventodb export`` / ``eventodb import``: the EventoDB NDJSON export format, manifests, verify,
+round trips between local stores and a real ``eventodb serve`` process."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from conftest import exe_path, start_server
+from eventodb_cli.domain.message import new_message
+from eventodb_cli.domain.records import to_record_line
+from eventodb_cli.store.local import LocalStore
+
+STREAMS = ("account-1", "account-2", "order-7", "order-8+retry", "audit", "user-é")
+
+
+def fill(path, n=500, streams=STREAMS, batch=5000):
+    with LocalStore(path, create=True) as s:
+        for start in range(0, n, batch):
+            s.write_batch([
+                new_message(streams[i % len(streams)], "Event",
+                            {"i": i, "text": "naïve ☃", "nested": {"b": [1, 2.5, None]}},
+                            {"correlationStreamName": "saga-1"} if i % 3 else None,
+                            str(uuid.UUID(int=i + 1)))
+                for i in range(start, min(n, start + batch))
+            ])
+
+
+def read_all(path):
+    with LocalStore(path) as s:
+        return list(s.iter_category("", 1, 1000))
+
+
+def test_export_format_is_eventodb_records(cli, store_path, tmp_path):
+    fill(store_path, 12)
+    out = tmp_path / "x.ndjson"
+    r = cli("export", "--store", store_path, "--output", out, "--format", "json")
+    assert r.exit_code == 0, r
+    lines = out.read_bytes().split(b"\n")
+    assert lines[-1] == b"" and len(lines) == 13
+    msgs = read_all(store_path)
+    for m, raw in zip(msgs, lines):
+        assert raw.decode() == to_record_line(m)
+        rec = json.loads(raw)
+        assert list(rec) == ["id", "stream", "type", "pos", "gpos", "data", "meta", "time"]
+    first = json.loads(lines[0])
+    assert first["meta"] is None and first["gpos"] == 1 and first["pos"] == 0
+    assert "." in first["time"]  # the fraction is kept
+
+
+def test_manifest_describes_the_file(cli, store_path, tmp_path):
+    fill(store_path, 40)
+    out = tmp_path / "all.ndjson"
+    r = cli("export", "--store", store_path, "-O", out, "--format", "json")
+    doc = json.loads((tmp_path / "all.ndjson.manifest.json").read_text())
+    assert r.json()["digest"] == doc["digest"]
+    from xxhash import xxh3_64_hexdigest
+
+    data = out.read_bytes()
+    assert doc["format"] == "eventodb-export" and doc["version"] == 1
+    assert doc["count"] == 40 and doc["bytes"] == len(data)
+    assert doc["digestAlgorithm"] == "xxh3-64" and doc["digest"] == xxh3_64_hexdigest(data)
+    assert (doc["firstGlobalPosition"], doc["lastGlobalPosition"]) == (1, 40)
+    assert doc["categories"] == [] and doc["compression"] is None and doc["file"] == "all.ndjson"
+    assert doc["source"] == {"kind": "local", "store": os.path.abspath(store_path)}
+
+
+def test_local_round_trip_is_byte_identical(cli, store_path, tmp_path):
+    fill(store_path, 2500)
+    a, b = tmp_path / "a.ndjson", tmp_path / "b.ndjson"
+    other = str(tmp_path / "other.db")
+    assert cli("export", "--store", store_path, "-O", a).exit_code == 0
+    r = cli("import", a, "--verify", "--store", other, "--format", "json")
+    assert r.exit_code == 0, r
+    assert r.json()["imported"] == 2500 and r.json()["verified"] is True
+    assert r.json()["lastGlobalPosition"] == 2500
+    assert cli("export", "--store", other, "-O", b).exit_code == 0
+    assert a.read_bytes() == b.read_bytes()
+    assert read_all(store_path) == read_all(other)  # ids, positions, gpos, times (ns) kept
+    # the imported store passes its own check: checksums were recorded on import
+    assert cli("store", "check", "--store", other, "--format", "json").json()["ok"] is True
+
+
+def test_categories_are_merged_by_global_position(cli, store_path, tmp_path):
+    fill(store_path, 300)
+    r1 = cli("export", "--store", store_path, "-c", "order", "-c", "account")
+    r2 = cli("export", "--store", store_path, "--category", "account,order")
+    assert r1.exit_code == 0 and r1.stdout == r2.stdout
+    recs = [json.loads(x) for x in r1.stdout.splitlines()]
+    gpos = [x["gpos"] for x in recs]
+    assert gpos == sorted(gpos)
+    assert {x["stream"].split("-")[0] for x in recs} == {"account", "order"}
+    assert len(recs) == 200  # 4 of the 6 streams
+
+
+def test_since_until(cli, store_path):
+    fill(store_path, 100)
+    r = cli("export", "--store", store_path, "--since", 10, "--until", 20)
+    assert [json.loads(x)["gpos"] for x in r.stdout.splitlines()] == list(range(10, 20))
+    r = cli("export", "--store", store_path, "-c", "audit", "--since", 50)
+    assert [json.loads(x)["gpos"] for x in r.stdout.splitlines()] == [53, 59, 65, 71, 77, 83,
+                                                                       89, 95]
+    r = cli("export", "--store", store_path, "--since", 20, "--until", 20)
+    assert r.exit_code == 2 and "--until" in r.stderr
+
+
+def test_gzip_export_is_deterministic_and_verifiable(cli, store_path, tmp_path):
+    fill(store_path, 300)
+    plain, g1, g2 = tmp_path / "p.ndjson", tmp_path / "g1.ndjson.gz", tmp_path / "g2.ndjson.gz"
+    cli("export", "--store", store_path, "-O", plain)
+    cli("export", "--store", store_path, "-O", g1, "--gzip")
+    cli("export", "--store", store_path, "-O", g2, "--gzip")
+    assert g1.read_bytes() == g2.read_bytes()  # no timestamp or name in the gzip header
+    assert gzip.decompress(g1.read_bytes()) == plain.read_bytes()
+    m_plain = json.loads((tmp_path / "p.ndjson.manifest.json").read_text())
+    m_gz = json.loads((tmp_path / "g1.ndjson.gz.manifest.json").read_text())
+    assert m_gz["compression"] == "gzip" and m_gz["digest"] == m_plain["digest"]
+    r = cli("import", g1, "--verify", "--store", tmp_path / "r.db", "--format", "json")
+    assert r.exit_code == 0 and r.json()["imported"] == 300
+
+
+def _flip(path, offset):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x20
+    path.write_bytes(bytes(data))
+
+
+def _copy_with_manifest(src, dst):
+    dst.write_bytes(src.read_bytes())
+    (dst.parent / (dst.name + ".manifest.json")).write_bytes(
+        (src.parent / (src.name + ".manifest.json")).read_bytes())
+
+
+def test_verify_refuses_a_flipped_byte(exe, store_path, tmp_path):
+    fill(store_path, 1000)
+    good = tmp_path / "good.ndjson"
+    assert exe("export", "--store", store_path, "-O", good).exit_code == 0
+    bad = tmp_path / "bad.ndjson"
+    _copy_with_manifest(good, bad)
+    _flip(bad, bad.stat().st_size // 2)
+    target = tmp_path / "target.db"
+    r = exe("import", bad, "--verify", "--store", target)
+    assert r.exit_code == 1
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "bad.ndjson is damaged" in r.stderr and "nothing imported" in r.stderr
+    assert not target.exists()  # refused before the target was even opened
+
+
+def test_verify_refuses_a_missing_last_line(exe, store_path, tmp_path):
+    fill(store_path, 1000)
+    good = tmp_path / "good.ndjson"
+    exe("export", "--store", store_path, "-O", good)
+    cut = tmp_path / "cut.ndjson"
+    _copy_with_manifest(good, cut)
+    lines = good.read_bytes().splitlines(keepends=True)
+    cut.write_bytes(b"".join(lines[:-1]))
+    target = tmp_path / "target.db"
+    r = exe("import", cut, "--verify", "--store", target)
+    assert r.exit_code == 1
+    assert "cut.ndjson is truncated" in r.stderr and "999 of 1000 records" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not target.exists()
+    # without --verify the same file imports the 999 lines it has
+    r = exe("import", cut, "--store", target, "--format", "json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["imported"] == 999
+
+
+def test_verify_refuses_damaged_gzip_and_extra_bytes(cli, store_path, tmp_path):
+    fill(store_path, 2000)
+    gz = tmp_path / "a.gz"
+    cli("export", "--store", store_path, "-O", gz, "--gzip")
+    bad = tmp_path / "b.gz"
+    _copy_with_manifest(gz, bad)
+    _flip(bad, bad.stat().st_size // 2)
+    r = cli("import", bad, "--verify", "--store", tmp_path / "t.db")
+    assert r.exit_code == 1 and "b.gz is damaged" in r.stderr
+    longer = tmp_path / "c.ndjson"
+    plain = tmp_path / "p.ndjson"
+    cli("export", "--store", store_path, "-O", plain)
+    _copy_with_manifest(plain, longer)
+    with open(longer, "ab") as fh:
+        fh.write(b'{"id":"x"}\n')
+    r = cli("import", longer, "--verify", "--store", tmp_path / "t.db")
+    assert r.exit_code == 1 and "longer than its manifest" in r.stderr
+    assert not (tmp_path / "t.db").exists()
+
+
+def test_verify_without_a_manifest(cli, store_path, tmp_path):
+    fill(store_path, 5)
+    r = cli("export", "--store", store_path)
+    f = tmp_path / "stdout.ndjson"
+    f.write_text(r.stdout)
+    r = cli("import", f, "--verify", "--store", tmp_path / "t.db")
+    assert r.exit_code == 1 and "no manifest at" in r.stderr
+    (tmp_path / "m.json").write_text("{not json")
+    r = cli("import", f, "--verify", "--manifest", tmp_path / "m.json", "--store",
+            tmp_path / "t.db")
+    assert r.exit_code == 1 and "not valid JSON" in r.stderr
+
+
+def test_bad_line_stops_with_its_line_number(cli, store_path, tmp_path):
+    fill(store_path, 2500)
+    good = tmp_path / "good.ndjson"
+    cli("export", "--store", store_path, "-O", good)
+    lines = good.read_text().splitlines(keepends=True)
+    lines[2000] = '{"id": "broken\n'  # line 2001
+    bad = tmp_path / "bad.ndjson"
+    bad.write_text("".join(lines))
+    target = str(tmp_path / "t.db")
+    r = cli("import", bad, "--store", target, "--batch-size", 1000)
+    assert r.exit_code == 1
+    assert "line 2001" in r.stderr and "not valid JSON" in r.stderr
+    assert "2000 messages imported before it" in r.stderr
+    assert [m.global_position for m in read_all(target)] == list(range(1, 2001))
+
+
+def test_a_clash_names_the_batch_and_force_replaces(cli, store_path, tmp_path):
+    fill(store_path, 300)
+    f = tmp_path / "a.ndjson"
+    cli("export", "--store", store_path, "-O", f)
+    target = str(tmp_path / "t.db")
+    fill(target, 10)
+    r = cli("import", f, "--store", target)
+    assert r.exit_code == 1 and "clashes" in r.stderr and "line 300" in r.stderr
+    r = cli("import", f, "--store", target, "--force", "--format", "json")
+    assert r.exit_code == 0 and r.json()["forced"] is True
+    assert read_all(target) == read_all(store_path)
+
+
+def test_pipe_export_into_import(store_path, tmp_path):
+    fill(store_path, 700)
+    target = tmp_path / "piped.db"
+    exe = exe_path()
+    p = subprocess.run(f"'{exe}' export --store '{store_path}' --gzip | "
+                       f"'{exe}' import - --store '{target}' --format json",
+                       shell=True, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["imported"] == 700
+    assert read_all(str(target)) == read_all(store_path)
+
+
+def test_progress_never_touches_stdout(cli, store_path):
+    fill(store_path, 3000)
+    plain = cli("export", "--store", store_path, "--no-progress").stdout
+    with_bar = cli("export", "--store", store_path, "--progress").stdout
+    assert plain == with_bar and len(plain.splitlines()) == 3000
+
+
+def test_usage_errors(cli, store_path, tmp_path):
+    fill(store_path, 3)
+    r = cli("export", "--store", store_path, "-O", tmp_path / "no" / "such" / "dir.ndjson")
+    assert r.exit_code == 2 and "directory does not exist" in r.stderr
+    r = cli("import", tmp_path / "absent.ndjson", "--store", store_path)
+    assert r.exit_code == 2 and "absent.ndjson" in r.stderr
+    r = cli("import", "-", "--verify", "--store", store_path, input="")
+    assert r.exit_code == 2 and "stdin" in r.stderr
+    r = cli("export", "--store", tmp_path / "absent.db")
+    assert r.exit_code == 4
+
+
+def test_failed_export_leaves_no_file(cli, store_path, tmp_path, monkeypatch):
+    fill(store_path, 3000)
+    out = tmp_path / "x.ndjson"
+    from eventodb_cli.services import transfer
+
+    real = transfer.to_record_line
+    seen = {"n": 0}
+
+    def boom(m):
+        seen["n"] += 1
+        if seen["n"] > 2000:
+            raise OSError(28, "No space left on device")
+        return real(m)
+
+    monkeypatch.setattr(transfer, "to_record_line", boom)
+    r = cli("export", "--store", store_path, "-O", out)
+    assert r.exit_code != 0
+    assert not out.exists() and not (tmp_path / "x.ndjson.manifest.json").exists()
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".part")]
+
+
+# --- through a real eventodb serve --------------------------------------------------------------
+@pytest.fixture
+def fresh_server(tmp_path):
+    srv = start_server(tmp_path / "serve-data")
+    yield srv
+    srv.stop()
+
+
+def test_round_trip_through_serve_100k_is_byte_identical(exe, tmp_path, fresh_server):
+    """Acceptance 2: local -> server -> local, 100,000 messages, every export byte-identical."""
+    src = str(tmp_path / "src.db")
+    fill(src, 100_000)
+    a, b, c = (tmp_path / f"{x}.ndjson" for x in "abc")
+    srv = ["--url", fresh_server.url, "--token", fresh_server.token]
+    r = exe("export", "--store", src, "-O", a, "--format", "json")
+    assert r.exit_code == 0, r
+    assert json.loads(r.stdout)["count"] == 100_000
+    r = exe("import", a, "--verify", *srv, "--format", "json", timeout=600)
+    assert r.exit_code == 0, r
+    assert json.loads(r.stdout)["imported"] == 100_000
+    r = exe("export", *srv, "-O", b, "--format", "json", timeout=600)
+    assert r.exit_code == 0, r
+    assert json.loads(r.stdout)["source"]["kind"] == "remote"
+    assert a.read_bytes() == b.read_bytes()
+    dst = tmp_path / "dst.db"
+    r = exe("import", b, "--verify", "--store", dst, "--format", "json", timeout=600)
+    assert r.exit_code == 0, r
+    r = exe("export", "--store", dst, "-O", c)
+    assert r.exit_code == 0, r
+    assert a.read_bytes() == c.read_bytes()
+    ma, mc = (json.loads((tmp_path / f"{x}.ndjson.manifest.json").read_text()) for x in "ac")
+    assert ma["digest"] == mc["digest"] and ma["count"] == mc["count"] == 100_000
+    # a category selection read from the server equals the same selection read locally
+    r1 = exe("export", *srv, "-c", "order,audit", "--since", 5000, "--until", 9000)
+    r2 = exe("export", "--store", src, "-c", "audit", "-c", "order", "--since", 5000,
+             "--until", 9000)
+    assert r1.exit_code == 0 and r1.stdout == r2.stdout and r1.stdout
+
+
+def test_server_import_reports_the_bad_line(exe, tmp_path, fresh_server, store_path):
+    fill(store_path, 1500)
+    f = tmp_path / "a.ndjson"
+    exe("export", "--store", store_path, "-O", f)
+    lines = f.read_text().splitlines(keepends=True)
+    lines[1200] = lines[1200].replace('"time":"', '"time":"yesterday')
+    f.write_text("".join(lines))
+    r = exe("import", f, "--url", fresh_server.url, "--token", fresh_server.token)
+    assert r.exit_code == 1, r
+    assert "line" in r.stderr and "1000 messages imported before it" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_server_import_force_replaces(exe, tmp_path, fresh_server, store_path):
+    fill(store_path, 50)
+    f = tmp_path / "a.ndjson"
+    exe("export", "--store", store_path, "-O", f)
+    srv = ["--url", fresh_server.url, "--token", fresh_server.token]
+    assert exe("import", f, *srv).exit_code == 0
+    r = exe("import", f, *srv)
+    assert r.exit_code == 1  # the positions exist
+    r = exe("import", f, *srv, "--force", "--format", "json")
+    assert r.exit_code == 0, r
+    assert json.loads(r.stdout)["imported"] == 50
+    r = exe("export", *srv)
+    assert r.stdout.encode() == f.read_bytes()
