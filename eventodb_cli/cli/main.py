@@ -46,6 +46,11 @@ def _module_exists(mod: str) -> bool:
 
 
 class LazyGroup(click.Group):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if complete_var is not None:
+            extra["complete_var"] = complete_var
+        return run_guarded(self, args, prog_name, standalone_mode, **extra)
+
     def list_commands(self, ctx):
         return [n for n, (mod, *_rest) in COMMANDS.items() if _module_exists(mod)]
 
@@ -76,11 +81,17 @@ def cli():
 
 
 def main(argv=None) -> None:
-    """Entry point: runs click, turns our errors into one line on stderr and an exit code."""
+    """Entry point of the ``eventodb`` executable."""
+    cli.main(args=argv, prog_name="eventodb")
+
+
+def run_guarded(group: click.Group, args, prog_name, standalone_mode: bool, **extra) -> int:
+    """Run click, turn our errors into one line on stderr and the documented exit code."""
     from ..errors import EXIT_FAILED, EventoError
 
     try:
-        rv = cli.main(args=argv, prog_name="eventodb", standalone_mode=False)
+        rv = click.Group.main(group, args=args, prog_name=prog_name, standalone_mode=False,
+                              **extra)
         code = rv if isinstance(rv, int) else 0
     except click.exceptions.Abort:
         click.echo("eventodb: aborted", err=True)
@@ -109,7 +120,9 @@ def main(argv=None) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
-    sys.exit(code)
+    if standalone_mode:
+        sys.exit(code)
+    return code
 
 
 def _silence_stdout() -> None:
