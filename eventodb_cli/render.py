@@ -38,7 +38,11 @@ def no_color() -> bool:
 def console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, no_color=no_color(), highlight=False, soft_wrap=False)
+    stream = sys.stderr if stderr else sys.stdout
+    # on a terminal rich fits the screen; into a pipe or file a table keeps its natural width
+    width = None if stream.isatty() else 10_000
+    return Console(stderr=stderr, no_color=no_color(), highlight=False, soft_wrap=False,
+                   width=width)
 
 
 def _truncate(text: str, width: int = 60) -> str:
