@@ -224,20 +224,23 @@ class CuttingProxy:
                     break
                 if not is_sse and b"text/event-stream" in data.lower():
                     is_sse = True
-                if is_sse:
-                    total = sent + data
-                    idx, count = -1, 0
-                    while count <= self.n:
-                        idx = total.find(b"event: poke", idx + 1)
-                        if idx < 0:
+                try:
+                    if is_sse:
+                        total = sent + data
+                        idx, count = -1, 0
+                        while count <= self.n:
+                            idx = total.find(b"event: poke", idx + 1)
+                            if idx < 0:
+                                break
+                            count += 1
+                        if idx >= 0 and count > self.n:  # the (n+1)th event: cut inside it
+                            c.sendall(total[len(sent):idx + 20])
+                            self.cuts += 1
                             break
-                        count += 1
-                    if idx >= 0 and count > self.n:  # the (n+1)th event: cut inside it
-                        c.sendall(total[len(sent):idx + 20])
-                        self.cuts += 1
-                        break
-                    sent = total
-                c.sendall(data)
+                        sent = total
+                    c.sendall(data)
+                except OSError:  # the client went away
+                    break
             for s in (c, u):
                 try:
                     s.shutdown(socket.SHUT_RDWR)
