@@ -16,7 +16,8 @@ from .. import __version__
 from .auth import TokenError, hash_token, parse_token
 from .hub import Hub, Subscriber
 from .registry import Registry
-from .rpc import handle_rpc
+from .rpc import RpcError, check_request, decode_envelope, dispatch, handle_rpc, parse_write
+from .writequeue import WriteQueue
 from .wire import error_body, go_escape, jstr
 
 SERVER_HEADER = (b"server", f"EventoDB/{__version__}".encode())
@@ -30,6 +31,7 @@ SSE_HEADERS = [
 ]
 TEXT_HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), SERVER_HEADER]
 REPLAY_CAP = 1000
+INLINE_DECODE = 64 * 1024  # bodies up to this size are decoded on the event loop
 MAX_IMPORT_LINE = 1024 * 1024
 
 
@@ -82,13 +84,14 @@ class Server:
         self.executor = ThreadPoolExecutor(max_workers=workers,
                                            thread_name_prefix="eventodb-sql")
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._sse_tasks: set = set()
+        self.writes = WriteQueue(self)
 
     # --- hooks called from worker threads ---------------------------------------------------
-    def published(self, namespace: str, stream: str, position: int, gpos: int) -> None:
-        """Called by stream.write under the namespace write lock, after the commit."""
+    def published(self, namespace: str, pokes: list[tuple[str, int, int]]) -> None:
+        """Called by stream.write under the namespace write lock, after the commit, with
+        (stream, position, globalPosition) of each message written."""
         if self.hub.counts.get(namespace) and self.loop is not None:
-            self.loop.call_soon_threadsafe(self.hub.publish, namespace, stream, position, gpos)
+            self.loop.call_soon_threadsafe(self.hub.publish_many, namespace, pokes)
 
     def namespace_deleted(self, namespace: str) -> None:
         if self.loop is not None:
@@ -210,8 +213,21 @@ class Server:
         if scope["method"] != "POST":
             raise HttpError(405, error_body("INVALID_REQUEST", "Only POST method allowed"))
         body = await self.read_body(scope, receive)
-        status, out = await self.loop.run_in_executor(self.executor, handle_rpc, self,
-                                                      namespace, body)
+        if len(body) > INLINE_DECODE:  # decoding a large body would stall the event loop
+            status, out = await self.loop.run_in_executor(self.executor, handle_rpc, self,
+                                                          namespace, body)
+            await send_response(send, status, out)
+            return
+        try:
+            req = decode_envelope(body)
+            method = check_request(req)
+            if method == "stream.write":
+                status, out = await self.writes.submit(namespace, parse_write(req[1:]))
+            else:
+                status, out = await self.loop.run_in_executor(self.executor, dispatch, self,
+                                                              namespace, method, req)
+        except RpcError as e:
+            status, out = e.response()
         await send_response(send, status, out)
 
     # --- SSE ----------------------------------------------------------------------------------

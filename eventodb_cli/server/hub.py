@@ -109,6 +109,10 @@ class Hub:
                 for sub in subs:
                     sub.push(stream, position, gpos)
 
+    def publish_many(self, namespace: str, pokes: list[tuple[str, int, int]]) -> None:
+        for stream, position, gpos in pokes:
+            self.publish(namespace, stream, position, gpos)
+
     def close_namespace(self, namespace: str) -> None:
         for subs in list(self._subs.get(namespace, {}).values()):
             for sub in list(subs):

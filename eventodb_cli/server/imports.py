@@ -15,6 +15,7 @@ import time
 
 from ..domain.records import from_record
 from ..errors import StoreError
+from ..store.local import LocalStore
 from .app_events import done_event, error_event, progress_event
 
 MAX_LINE = 1024 * 1024
@@ -61,15 +62,22 @@ def run_import(server, namespace: str, body: bytes, force: bool, emit) -> None:
             emit(error_event("IMPORT_FAILED", "namespace not found", 0))
             return
         with ns.lock:
-            store = ns.writer()
-            if force:
-                try:
-                    store.import_records((), force=True)
-                except Exception as e:
-                    emit(("clear_failed", f"Failed to clear namespace: {e}"))
-                    return
-            emit(("started",))
-            _import(store, body, emit, started)
+            ns.writer()  # raises NamespaceGone after a delete
+            # A connection of its own: the namespace's write connection may cache the head
+            # and stream versions between its own transactions; a commit from another
+            # connection is what tells it to look again.
+            store = LocalStore(ns.path)
+            try:
+                if force:
+                    try:
+                        store.import_records((), force=True)
+                    except Exception as e:
+                        emit(("clear_failed", f"Failed to clear namespace: {e}"))
+                        return
+                emit(("started",))
+                _import(store, body, emit, started)
+            finally:
+                store.close()
     except Exception as e:  # never leave the response hanging
         emit(error_event("IMPORT_FAILED", f"{type(e).__name__}: {e}", 0))
     finally:

@@ -109,7 +109,8 @@ class RpcContext:
 
 
 # --- stream and category methods -------------------------------------------------------------
-def stream_write(ctx: RpcContext, args: list) -> tuple[int, str]:
+def parse_write(args: list) -> NewMessage:
+    """Validate ``stream.write`` arguments (Go order and texts); the id is chosen here."""
     if len(args) < 2:
         raise _invalid("stream.write requires at least 2 arguments: streamName and message")
     stream = _stream_name(args)
@@ -137,30 +138,75 @@ def stream_write(ctx: RpcContext, args: list) -> tuple[int, str]:
                 raise _invalid("options.id must be a string")
         if "expectedVersion" in opts:
             expected = _number(opts["expectedVersion"], "options.expectedVersion must be a number")
-    what = "Failed to write message"
     if mid:
         err = go_uuid_error(mid)
         if err:
-            raise RpcError("BACKEND_ERROR", f"{what}: invalid UUID format: {err}")
+            raise RpcError("BACKEND_ERROR", f"{_WRITE}: invalid UUID format: {err}")
     else:
         mid = uuid7()
-    new = NewMessage(stream, mtype, canonical_json(data),
-                     None if metadata is None else canonical_json(metadata), mid, expected)
-    ns = ctx.ns(what)
-    try:
-        with ns.lock:
-            res = ns.writer().write(new)
-            ctx.server.published(ns.id, stream, res.position, res.global_position)
-    except NamespaceGone:
-        raise RpcError("BACKEND_ERROR", f"{what}: namespace not found") from None
-    except VersionConflict as e:
-        raise RpcError("STREAM_VERSION_CONFLICT", e.message, e.details) from None
-    except DuplicateMessageId:
-        raise RpcError("BACKEND_ERROR", f"{what}: failed to insert message: "
-                       "UNIQUE constraint failed: messages.id") from None
-    except StoreError as e:
-        raise RpcError("BACKEND_ERROR", f"{what}: {e.message}") from None
+    return NewMessage(stream, mtype, canonical_json(data),
+                      None if metadata is None else canonical_json(metadata), mid, expected)
+
+
+_WRITE = "Failed to write message"
+
+
+def _write_error(e: Exception) -> tuple[int, str]:
+    if isinstance(e, VersionConflict):
+        return RpcError("STREAM_VERSION_CONFLICT", e.message, e.details).response()
+    if isinstance(e, DuplicateMessageId):
+        return RpcError("BACKEND_ERROR", f"{_WRITE}: failed to insert message: "
+                        "UNIQUE constraint failed: messages.id").response()
+    if isinstance(e, NamespaceGone):
+        return RpcError("BACKEND_ERROR", f"{_WRITE}: namespace not found").response()
+    if isinstance(e, StoreError):
+        return RpcError("BACKEND_ERROR", f"{_WRITE}: {e.message}").response()
+    return RpcError("INTERNAL_ERROR", f"{_WRITE}: {type(e).__name__}: {e}").response()
+
+
+def _written(res) -> tuple[int, str]:
     return 200, '{"globalPosition":%d,"position":%d}\n' % (res.global_position, res.position)
+
+
+def apply_writes(server, namespace: str, msgs: list[NewMessage]) -> list[tuple[int, str]]:
+    """Write ``msgs`` (from concurrent requests, in arrival order) with the same outcome as
+    writing them one by one: first as ONE transaction (the common case: one commit, one
+    thread hop for the group); if any of them fails, nothing of that transaction is kept and
+    each is written on its own, so each request gets its own result or error.
+    Pokes are published under the write lock, in commit order."""
+    ns = server.registry.get(namespace)
+    if ns is None or ns.deleted:
+        return [_write_error(NamespaceGone(namespace))] * len(msgs)
+    out: list[tuple[int, str]] = []
+    done: list = []
+    with ns.lock:
+        try:
+            w = ns.writer()
+        except Exception as e:
+            return [_write_error(e)] * len(msgs)
+        try:
+            results = w.write_batch(msgs) if len(msgs) > 1 else [w.write(msgs[0])]
+            out = [_written(r) for r in results]
+            done = list(zip(msgs, results))
+        except Exception as first:
+            if len(msgs) == 1:
+                return [_write_error(first)]
+            for m in msgs:
+                try:
+                    r = w.write(m)
+                except Exception as e:
+                    out.append(_write_error(e))
+                else:
+                    out.append(_written(r))
+                    done.append((m, r))
+        if done:
+            server.published(namespace, [(m.stream_name, r.position, r.global_position)
+                                         for m, r in done])
+    return out
+
+
+def stream_write(ctx: RpcContext, args: list) -> tuple[int, str]:
+    return apply_writes(ctx.server, ctx.namespace, [parse_write(args)])[0]
 
 
 def stream_get(ctx: RpcContext, args: list) -> tuple[int, str]:
@@ -455,20 +501,33 @@ def decode_envelope(body: bytes) -> list:
     return value
 
 
-def handle_rpc(server, namespace: str, body: bytes) -> tuple[int, str]:
-    """Decode, dispatch, encode. Runs in a worker thread."""
+def check_request(req: list) -> str:
+    """The method name of a decoded request (envelope errors as ``RpcError``)."""
+    if not req:
+        raise _invalid("Missing method name")
+    method = req[0]
+    if not isinstance(method, str):
+        raise _invalid("Method name must be a string")
+    if method not in METHODS:
+        raise RpcError("METHOD_NOT_FOUND", f"Unknown method: {method}")
+    return method
+
+
+def dispatch(server, namespace: str, method: str, req: list) -> tuple[int, str]:
+    """Run one checked request. Runs in a worker thread."""
     try:
-        req = decode_envelope(body)
-        if not req:
-            raise _invalid("Missing method name")
-        method = req[0]
-        if not isinstance(method, str):
-            raise _invalid("Method name must be a string")
-        handler = METHODS.get(method)
-        if handler is None:
-            raise RpcError("METHOD_NOT_FOUND", f"Unknown method: {method}")
-        return handler(RpcContext(server, namespace), req[1:])
+        return METHODS[method](RpcContext(server, namespace), req[1:])
     except RpcError as e:
         return e.response()
     except Exception as e:  # a bug or an unexpected backend failure: still JSON
         return 500, error_body("INTERNAL_ERROR", f"{type(e).__name__}: {e}")
+
+
+def handle_rpc(server, namespace: str, body: bytes) -> tuple[int, str]:
+    """Decode, dispatch, encode (the whole request in a worker thread)."""
+    try:
+        req = decode_envelope(body)
+        method = check_request(req)
+    except RpcError as e:
+        return e.response()
+    return dispatch(server, namespace, method, req)

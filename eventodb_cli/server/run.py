@@ -67,7 +67,9 @@ def check_token(token: str) -> None:
 
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when their
+    # proto says TCP; without it every response waits ~40 ms (Nagle + delayed ACK)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -98,10 +100,14 @@ def serve(*, data_dir: str | None, store: str | None, host: str, port: int, test
             from ..store.resolve import default_store_path
 
             store = default_store_path()
-    registry = open_registry(data_dir, store)
+    sock = bind(host, port)  # first: a server that cannot listen changes nothing
+    try:
+        registry = open_registry(data_dir, store)
+    except BaseException:
+        sock.close()
+        raise
     try:
         ensure_default(registry, token)
-        sock = bind(host, port)
         app = Server(registry, test_mode=test_mode, max_body=max_body, keepalive=keepalive,
                      workers=workers)
         config = uvicorn.Config(app, http="httptools", loop="asyncio", lifespan="on",
