@@ -168,3 +168,25 @@ def _restart_on(data_dir, port, token):
         time.sleep(0.1)
     proc.kill()
     raise RuntimeError(log.read_text()[-2000:])
+
+
+def test_unreachable_server_fails_fast_without_a_checkpoint(exe, tmp_path):
+    from conftest import free_port
+
+    cp = tmp_path / "c.json"
+    url = f"http://127.0.0.1:{free_port()}"
+    for extra in ([], ["--follow"]):
+        r = exe("consume", "acct", "--member", 0, "--size", 2, "--checkpoint", cp, "--url", url,
+                *extra, timeout=60)
+        assert r.exit_code == 5, r
+        assert "cannot connect" in r.stderr and "Traceback" not in r.stderr
+        assert not cp.exists()
+
+
+def test_wrong_token_fails_fast(exe, server, tmp_path):
+    from conftest import make_token
+
+    r = exe("consume", "acct", "--member", 0, "--size", 2, "--checkpoint", tmp_path / "c.json",
+            "--url", server.url, "--token", make_token("default"), "--follow", timeout=60)
+    assert r.exit_code == 5, r
+    assert "authentication failed" in r.stderr

@@ -108,13 +108,22 @@ def _table(report: dict):
              f"{'-' if head is None else head}, max lag {report['maxLag']}")
     t = Table(box=None, header_style="bold", pad_edge=False, title=title, title_justify="left")
     for col, just in (("member", "right"), ("position", "right"), ("lag msgs", "right"),
-                      ("lag pos", "right"), ("lag s", "right"), ("checkpoint saved", "left"),
+                      ("lag pos", "right"), ("lag s", "right"), ("checkpoint saved (UTC)", "left"),
                       ("status", "left")):
         t.add_column(col, justify=just)
+    missing = False
     for m in report["members"]:
         msgs = str(m["lagMessages"]) if m["lagMessagesExact"] else f">={m['lagMessages']}"
-        pos = str(m["position"]) if m["checkpoint"] else f"{m['position']} (no checkpoint)"
+        pos = str(m["position"])
+        if not m["checkpoint"]:
+            pos += "*"
+            missing = True
+        saved = m["checkpointUpdatedAt"]
+        saved = saved[:19].replace("T", " ") if saved else "-"
         status = "[green]healthy[/]" if m["status"] == "healthy" else "[red]lagging[/]"
         t.add_row(str(m["member"]), pos, msgs, str(m["lagPositions"]), f"{m['lagSeconds']:.1f}",
-                  m["checkpointUpdatedAt"] or "-", status)
+                  saved, status)
+    if missing:
+        t.caption = "* no checkpoint: reads from position 1"
+        t.caption_justify = "left"
     return t

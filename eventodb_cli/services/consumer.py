@@ -140,6 +140,7 @@ class Consumer:
         self._lag = {"head": None, "lag": None, "lagExact": True, "lagPositions": None,
                      "checkedAt": None}
         self._lag_checked = 0.0
+        self._read_once = False
         self.track_lag = False
 
     # --- control --------------------------------------------------------------------------
@@ -190,14 +191,15 @@ class Consumer:
                     batch = self.store.category_get(o.category, self.position, o.batch_size,
                                                     member=o.member, size=o.size)
                 except (Unreachable, StoreError) as e:
-                    if not o.follow:
-                        raise
+                    if not o.follow or not self._read_once:
+                        raise  # a wrong URL, token or store fails fast; later outages wait
                     failures += 1
                     delay = min(30.0, o.poll_interval * 2 ** min(failures, 5))
                     self._log(f"read failed ({e.message}); retrying in {delay:.1f}s")
                     self._stop.wait(delay)
                     continue
                 failures = 0
+                self._read_once = True
                 if batch:
                     rc = self._process(batch)
                     if rc is not None:
@@ -234,8 +236,10 @@ class Consumer:
         return 0
 
     def _final_save(self) -> None:
-        """Save the position reached (only ever moved past flushed, handled messages)."""
-        self.save()
+        """Save the position reached (only ever moved past flushed, handled messages); not when
+        the store was never read (a wrong target leaves no checkpoint behind)."""
+        if self._read_once:
+            self.save()
 
     def _process(self, batch: list[Message]) -> int | None:
         """Handle a batch. Returns an exit code when the consumer must end now, else None.

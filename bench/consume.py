@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Consume throughput on a local store vs a plain read of the same share.
+
+Builds a local store of --messages messages in one category over --streams streams (uuid ids),
+then times, with the installed ``eventodb`` executable and stdout on /dev/null:
+
+  A  eventodb consume CAT --member M --size N --checkpoint <fresh> --batch-size B > /dev/null
+     (NDJSON per message, checkpoint saved atomically with fsync after each batch)
+  B  eventodb category get CAT --all --member M --size N --format ndjson > /dev/null
+
+for each --batch-size given, best of --repeat runs, in the same run of this script. Prints a
+Markdown table (messages/s, ratio A/B).
+
+    python bench/consume.py --messages 400000 --repeat 3 --ledger
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+
+def build(path: str, messages: int, streams: int, category: str) -> None:
+    from eventodb_cli.domain.message import new_message
+    from eventodb_cli.store.local import LocalStore
+
+    ids = [str(uuid.uuid4()) for _ in range(streams)]
+    store = LocalStore(path, create=True)
+    batch = []
+    for i in range(messages):
+        batch.append(new_message(f"{category}-{ids[i % streams]}", "Deposited",
+                                 {"amount": i % 1000, "note": "bench"}))
+        if len(batch) == 5000:
+            store.write_batch(batch)
+            batch = []
+    if batch:
+        store.write_batch(batch)
+    store.close()
+
+
+def timed(argv: list[str]) -> float:
+    with open(os.devnull, "wb") as null:
+        t0 = time.perf_counter()
+        subprocess.run(argv, stdout=null, stderr=subprocess.DEVNULL, check=True)
+        return time.perf_counter() - t0
+
+
+def count_share(exe: str, store: str, category: str, member: int, size: int) -> int:
+    out = subprocess.run([exe, "category", "get", category, "--all", "--member", str(member),
+                          "--size", str(size), "--format", "ndjson", "--store", store],
+                         capture_output=True, check=True).stdout
+    return out.count(b"\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--messages", type=int, default=400_000)
+    ap.add_argument("--streams", type=int, default=10_000)
+    ap.add_argument("--size", type=int, default=4)
+    ap.add_argument("--member", type=int, default=0)
+    ap.add_argument("--batch-size", type=int, action="append", dest="batch_sizes")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--store", help="reuse this store file (built if missing)")
+    ap.add_argument("--ledger", action="store_true",
+                    help="also time consume with a fresh --idempotency ledger")
+    args = ap.parse_args()
+    batch_sizes = args.batch_sizes or [100, 1000]
+    exe = shutil.which("eventodb") or os.path.join(os.path.dirname(sys.executable), "eventodb")
+    work = tempfile.mkdtemp(prefix="eventodb-bench-")
+    store = args.store or os.path.join(work, "store.db")
+    category = "bench"
+    if not os.path.exists(store):
+        t0 = time.perf_counter()
+        build(store, args.messages, args.streams, category)
+        print(f"built {args.messages} messages in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    share = count_share(exe, store, category, args.member, args.size)
+
+    plain = min(timed([exe, "category", "get", category, "--all", "--member", str(args.member),
+                       "--size", str(args.size), "--format", "ndjson", "--store", store])
+                for _ in range(args.repeat))
+    rows = [("category get --all (ndjson)", "-", plain)]
+    for bs in batch_sizes:
+        runs = []
+        for i in range(args.repeat):
+            cp = os.path.join(work, f"cp-{bs}-{i}.json")
+            runs.append(timed([exe, "consume", category, "--member", str(args.member), "--size",
+                               str(args.size), "--checkpoint", cp, "--batch-size", str(bs),
+                               "--store", store]))
+        rows.append(("consume (ndjson, checkpoint per batch)", str(bs), min(runs)))
+    if args.ledger:
+        bs = max(batch_sizes)
+        runs = []
+        for i in range(args.repeat):
+            cp = os.path.join(work, f"cpl-{i}.json")
+            runs.append(timed([exe, "consume", category, "--member", str(args.member), "--size",
+                               str(args.size), "--checkpoint", cp, "--batch-size", str(bs),
+                               "--idempotency", os.path.join(work, f"ledger-{i}.db"),
+                               "--store", store]))
+        rows.append(("consume + idempotency ledger (commit per message)", str(bs), min(runs)))
+
+    print(f"store: {args.messages} messages, {args.streams} streams; share of member "
+          f"{args.member}/{args.size}: {share} messages; best of {args.repeat}")
+    print(f"machine: {platform.python_implementation()} {platform.python_version()}, "
+          f"{os.cpu_count()} cpus, {platform.system()} {platform.release()}")
+    print()
+    print("| command | batch size | seconds | messages/s | vs plain read |")
+    print("|---|---:|---:|---:|---:|")
+    for name, bs, secs in rows:
+        print(f"| {name} | {bs} | {secs:.2f} | {share / secs:,.0f} | {plain / secs:.2f}x |")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
