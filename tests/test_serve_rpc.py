@@ -566,3 +566,61 @@ def test_concurrent_writes_same_stream(srv):
     with concurrent.futures.ThreadPoolExecutor(8) as ex:
         positions = sum(ex.map(writer, range(8)), [])
     assert sorted(positions) == list(range(200))
+
+
+def test_concurrent_conflicts_and_duplicates_each_get_their_own_answer(srv):
+    """Writes that arrive together are committed as a group; a failing one must not take the
+    others down, and each request gets exactly the answer it would get alone."""
+    import concurrent.futures
+
+    s = sname("race")
+    dup = str(uuid.uuid4())
+    plain = sname("plain")
+
+    def attempt(i):
+        with httpx.Client(base_url=srv.url,
+                          headers={"Authorization": f"Bearer {srv.token}"}) as c:
+            out = []
+            for j in range(10):
+                out.append(("new", call(c, "stream.write", s, {"type": "T", "data": {}},
+                                        {"expectedVersion": -1})))
+                out.append(("dup", call(c, "stream.write", sname("d"), {"type": "T", "data": {}},
+                                        {"id": dup})))
+                out.append(("ok", call(c, "stream.write", plain, {"type": "T", "data": {}})))
+            return out
+
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        results = sum(ex.map(attempt, range(8)), [])
+    new = [r for k, r in results if k == "new"]
+    dups = [r for k, r in results if k == "dup"]
+    oks = [r for k, r in results if k == "ok"]
+    assert sum(1 for st, _ in new if st == 200) == 1
+    assert all(b["error"]["code"] == "STREAM_VERSION_CONFLICT" and
+               b["error"]["details"] == {"actual": 0, "expected": -1}
+               for st, b in new if st != 200)
+    assert sum(1 for st, _ in dups if st == 200) == 1
+    assert all("UNIQUE constraint failed: messages.id" in b["error"]["message"]
+               for st, b in dups if st != 200)
+    assert sorted(b["position"] for st, b in oks) == list(range(80))
+    gps = [b["globalPosition"] for st, b in new + dups + oks if st == 200]
+    assert len(gps) == len(set(gps)) == 82
+
+
+def test_deeply_nested_json_is_a_json_error_not_a_crash(client):
+    deep = "[" * 100000 + "]" * 100000
+    r = client.post("/rpc", content=deep.encode())
+    assert r.status_code == 400
+    assert r.json()["error"] == {"code": "INVALID_REQUEST", "message": "Malformed JSON request",
+                                 "details": {"error": "exceeded max depth"}}
+    s = sname("deep")
+
+    def nested(n):
+        return ('["stream.write","%s",{"type":"T","data":' % s + '{"a":' * n + "1" + "}" * n
+                + "}]").encode()
+
+    assert client.post("/rpc", content=nested(500)).status_code == 200  # deep is fine
+    r = client.post("/rpc", content=nested(5000))
+    assert r.status_code == 400 and r.json()["error"]["details"]["error"] == "exceeded max depth"
+    got = call(client, "stream.get", s)[1]
+    assert len(got) == 1 and json.dumps(got[0][4]).count("{") == 500
+    assert client.post("/rpc", content=b'["sys.version"]').status_code == 200

@@ -228,6 +228,8 @@ class Server:
                                                               namespace, method, req)
         except RpcError as e:
             status, out = e.response()
+        except Exception as e:  # e.g. data nested too deep to re-encode: still JSON
+            status, out = 500, error_body("INTERNAL_ERROR", f"{type(e).__name__}: {e}")
         await send_response(send, status, out)
 
     # --- SSE ----------------------------------------------------------------------------------

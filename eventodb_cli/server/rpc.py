@@ -491,6 +491,9 @@ def decode_envelope(body: bytes) -> list:
     except ValueError as e:
         msg = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
         raise RpcError("INVALID_REQUEST", "Malformed JSON request", {"error": msg}) from None
+    except RecursionError:
+        raise RpcError("INVALID_REQUEST", "Malformed JSON request",
+                       {"error": "exceeded max depth"}) from None
     if value is None:
         value = []
     if not isinstance(value, list):
