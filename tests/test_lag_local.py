@@ -315,3 +315,38 @@ def test_lag_reads_what_consume_writes(cli, filled, store_path, tmp_path):
     assert m1["checkpoint"] == str(cp)
     assert m1["lagMessages"] == len(share(filled, "account", 1, 3)) - 40
     assert m1["checkpointUpdatedAt"] is not None
+
+
+def test_watch_draws_a_live_table_on_a_terminal(filled, store_path, tmp_path):
+    """On a terminal (a pty here) --watch redraws a rich table until Ctrl-C."""
+    import pty
+    import select
+
+    os.makedirs(tmp_path / "cps")
+    pid, fd = pty.fork()
+    if pid == 0:  # child: the executable on the pty
+        os.execv(exe_path(), [exe_path(), "lag", "account", "--size", "2", "--checkpoints",
+                              str(tmp_path / "cps"), "--store", store_path, "--watch",
+                              "--interval", "0.2", "--max-lag", "0"])
+    out = b""
+    try:
+        deadline = time.monotonic() + 20
+        while out.count(b"lagging") < 4 and time.monotonic() < deadline:
+            r, _, _ = select.select([fd], [], [], 0.5)
+            if r:
+                try:
+                    out += os.read(fd, 65536)
+                except OSError:
+                    break
+        assert out.count(b"lagging") >= 4, out[-2000:]  # two members, redrawn at least once
+        assert b"head" in out and b"member" in out
+        os.kill(pid, signal.SIGINT)
+        _, status = os.waitpid(pid, 0)
+        assert os.WEXITSTATUS(status) == 1  # the last snapshot had lagging members
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
