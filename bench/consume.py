@@ -8,8 +8,10 @@ then times, with the installed ``eventodb`` executable and stdout on /dev/null:
      (NDJSON per message, checkpoint saved atomically with fsync after each batch)
   B  eventodb category get CAT --all --member M --size N --format ndjson > /dev/null
 
-for each --batch-size given, best of --repeat runs, in the same run of this script. Prints a
-Markdown table (messages/s, ratio A/B).
+for each --batch-size given (and with --ledger, consume with a fresh idempotency ledger), in
+--repeat rounds that interleave B and every A (so a busy machine slows them alike). Prints a
+Markdown table: best time and messages/s of each, and the median over rounds of B's time / A's
+time (the speed of A relative to the plain read).
 
     python bench/consume.py --messages 400000 --repeat 3 --ledger
 """
@@ -20,6 +22,7 @@ import argparse
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -82,38 +85,48 @@ def main() -> None:
         print(f"built {args.messages} messages in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     share = count_share(exe, store, category, args.member, args.size)
 
-    plain = min(timed([exe, "category", "get", category, "--all", "--member", str(args.member),
-                       "--size", str(args.size), "--format", "ndjson", "--store", store])
-                for _ in range(args.repeat))
-    rows = [("category get --all (ndjson)", "-", plain)]
-    for bs in batch_sizes:
-        runs = []
-        for i in range(args.repeat):
-            cp = os.path.join(work, f"cp-{bs}-{i}.json")
-            runs.append(timed([exe, "consume", category, "--member", str(args.member), "--size",
-                               str(args.size), "--checkpoint", cp, "--batch-size", str(bs),
-                               "--store", store]))
-        rows.append(("consume (ndjson, checkpoint per batch)", str(bs), min(runs)))
+    plain_argv = [exe, "category", "get", category, "--all", "--member", str(args.member),
+                  "--size", str(args.size), "--format", "ndjson", "--store", store]
+    variants = [(f"consume (ndjson, checkpoint per batch)", bs, ["--batch-size", str(bs)])
+                for bs in batch_sizes]
     if args.ledger:
         bs = max(batch_sizes)
-        runs = []
-        for i in range(args.repeat):
-            cp = os.path.join(work, f"cpl-{i}.json")
-            runs.append(timed([exe, "consume", category, "--member", str(args.member), "--size",
-                               str(args.size), "--checkpoint", cp, "--batch-size", str(bs),
-                               "--idempotency", os.path.join(work, f"ledger-{i}.db"),
-                               "--store", store]))
-        rows.append(("consume + idempotency ledger (commit per message)", str(bs), min(runs)))
+        variants.append(("consume + idempotency ledger (commit per message)", bs,
+                         ["--batch-size", str(bs), "--idempotency", "LEDGER"]))
+    # rounds interleave the plain read and every consume variant, so a busy machine slows them
+    # alike; the ratio is taken per round (median), the times are the best of the rounds
+    load_before = os.getloadavg()[0]
+    plain_runs: list[float] = []
+    runs: dict[int, list[float]] = {i: [] for i in range(len(variants))}
+    ratios: dict[int, list[float]] = {i: [] for i in range(len(variants))}
+    for r in range(args.repeat):
+        p = timed(plain_argv)
+        plain_runs.append(p)
+        for i, (_name, _bs, extra) in enumerate(variants):
+            extra = [os.path.join(work, f"ledger-{i}-{r}.db") if x == "LEDGER" else x
+                     for x in extra]
+            cp = os.path.join(work, f"cp-{i}-{r}.json")
+            t = timed([exe, "consume", category, "--member", str(args.member), "--size",
+                       str(args.size), "--checkpoint", cp, "--store", store, *extra])
+            runs[i].append(t)
+            ratios[i].append(p / t)
+    load_after = os.getloadavg()[0]
+    plain = min(plain_runs)
+    rows = [("category get --all (ndjson)", "-", plain, 1.0)]
+    for i, (name, bs, _extra) in enumerate(variants):
+        rows.append((name, str(bs), min(runs[i]), statistics.median(ratios[i])))
 
     print(f"store: {args.messages} messages, {args.streams} streams; share of member "
           f"{args.member}/{args.size}: {share} messages; best of {args.repeat}")
     print(f"machine: {platform.python_implementation()} {platform.python_version()}, "
-          f"{os.cpu_count()} cpus, {platform.system()} {platform.release()}")
+          f"{os.cpu_count()} cpus, {platform.system()} {platform.release()}; load average "
+          f"{load_before:.1f} before, {load_after:.1f} after")
     print()
-    print("| command | batch size | seconds | messages/s | vs plain read |")
+    print("| command | batch size | best seconds | messages/s | speed vs plain read "
+          "(median of rounds) |")
     print("|---|---:|---:|---:|---:|")
-    for name, bs, secs in rows:
-        print(f"| {name} | {bs} | {secs:.2f} | {share / secs:,.0f} | {plain / secs:.2f}x |")
+    for name, bs, secs, ratio in rows:
+        print(f"| {name} | {bs} | {secs:.2f} | {share / secs:,.0f} | {ratio:.2f}x |")
     shutil.rmtree(work, ignore_errors=True)
 
 
