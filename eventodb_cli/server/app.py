@@ -85,6 +85,7 @@ class Server:
                                            thread_name_prefix="eventodb-sql")
         self.loop: asyncio.AbstractEventLoop | None = None
         self.writes = WriteQueue(self)
+        self._tokens: dict[str, tuple[str, str]] = {}  # accepted token -> (namespace, sha256)
 
     # --- hooks called from worker threads ---------------------------------------------------
     def published(self, namespace: str, pokes: list[tuple[str, int, int]]) -> None:
@@ -122,6 +123,11 @@ class Server:
                 if self.test_mode:
                     return "default"
                 raise HttpError(401, error_body("AUTH_REQUIRED", "Token required"))
+        known = self._tokens.get(token)
+        if known is not None and not self.test_mode:
+            ns = self.registry.get(known[0])
+            if ns is not None and ns.token_hash == known[1]:
+                return known[0]
         try:
             namespace = parse_token(token)
         except TokenError as e:
@@ -132,10 +138,16 @@ class Server:
         if self.test_mode:
             return namespace
         ns = self.registry.get(namespace)
-        if ns is None or not _same(ns.token_hash, hash_token(token)):
+        digest = hash_token(token)
+        if ns is None or not _same(ns.token_hash, digest):
             raise HttpError(403, error_body("AUTH_UNAUTHORIZED",
                                             "Token not authorized for namespace",
                                             {"namespace": namespace}))
+        # remembered with the hash it matched: a token replaced or a namespace deleted and
+        # re-created no longer matches, and is checked in full again
+        if len(self._tokens) >= 1024:
+            self._tokens.clear()
+        self._tokens[token] = (namespace, digest)
         return namespace
 
     # --- ASGI -------------------------------------------------------------------------------
