@@ -437,3 +437,23 @@ def test_doctored_server_through_the_executable_exit_1(exe, server):
                   for v in rep["violations"]) == sorted([
         ("duplicate", dup, [0, 2], 2), ("wrong-member", dup, [0], 2), ("gap", gone, [], 0)])
     assert t.exit_code == 1 and "FAILED: 3 violation(s)" in t.stdout and gone in t.stdout
+
+
+def test_memory_is_bounded_by_streams_not_messages(tmp_path):
+    """100,000 messages in 7 streams: the peak is one page of messages, not the category
+    (holding every message would take about 40 MB here)."""
+    import tracemalloc
+
+    path = str(tmp_path / "mem.db")
+    with LocalStore(path, create=True) as st:
+        for _ in range(10):
+            st.write_batch([NewMessage(f"acc-{i % 7}", "T", '{"a":1}') for i in range(10_000)])
+    with LocalStore(path) as st:
+        tracemalloc.start()
+        try:
+            rep = svc.verify(st, "acc", 3)
+            _cur, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert rep["ok"] and rep["messages"] == 100_000 and rep["streams"] == 7
+    assert peak < 15_000_000, peak

@@ -344,3 +344,25 @@ def test_help_has_examples(exe):
         r = exe(cmd, "--help")
         assert r.exit_code == 0 and "Examples:" in r.stdout
         assert r.stdout.count(f"eventodb {cmd} ") >= 3
+
+
+def test_from_a_server_matches_brute_force(exe, server):
+    from eventodb_cli.store.remote import RemoteStore
+
+    cat = "ss" + uuid.uuid4().hex[:10]
+    rng = random.Random(11)
+    names = [f"{cat}-{uuid.UUID(int=rng.getrandbits(128), version=4)}" for _ in range(200)]
+    counts: dict[str, int] = {}
+    msgs = []
+    for _ in range(1500):
+        s = rng.choice(names)
+        counts[s] = counts.get(s, 0) + 1
+        msgs.append(NewMessage(s, "T", "{}", None, str(uuid.uuid4())))
+    with RemoteStore(server.url, server.token) as rs:
+        rs.write_batch(msgs)
+    r = exe("simulate-scale", cat, "--from", "3", "--to", "4", "--url", server.url, "--token",
+            server.token, "--format", "json")
+    assert r.exit_code == 0, r
+    rep = r.json()
+    assert rep["source"] == "store" and rep["messages"] == 1500
+    check(rep, counts, 3, 4)
