@@ -253,6 +253,26 @@ def test_doctored_local_reads_fail_with_a_precise_report(store_path):
             for m in rep["members"]] == want_rows
 
 
+def test_foreign_and_unknown_streams_returned_by_a_member(store_path):
+    class Extra(Doctored):
+        def category_get(self, category, position=1, batch_size=1000, correlation=None,
+                         member=None, size=None):
+            got = super().category_get(category, position, batch_size, correlation, member, size)
+            if member == 1 and position == 1:
+                other = self.inner.category_get("other", 1, None)
+                ghost = other[0]._replace(stream_name="account-ghost")
+                got = sorted(got + other + [ghost], key=lambda x: x.global_position)
+            return got
+
+    with LocalStore(store_path, create=True) as st:
+        _fill(st, "account")
+        rep = svc.verify(Extra(st), "account", SIZE)
+    got = sorted((v["kind"], v["stream"], v["members"], v["expected"], v["messages"])
+                 for v in rep["violations"])
+    assert got == [("unknown-stream", "account-ghost", [1], member_for("account-ghost", SIZE), 1),
+                   ("unknown-stream", "other-1", [1], None, 1)]
+
+
 def test_a_server_hashing_the_full_name_is_caught(store_path):
     """A server that hashes the whole stream name (SSE live filter style) breaks compound ids
     and most assignments: every such stream is reported."""

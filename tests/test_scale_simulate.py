@@ -28,6 +28,21 @@ def _pct(a, b):
     return round(100.0 * a / b, 4) if b else 0.0
 
 
+# Roll-out orders, stream by stream, as (overlap?, gap?) predicates of the old owner o, the new
+# owner j and the old size n (reasoned out independently of the step model in domain/scale.py):
+ORDERS = {
+    # the old group runs until every new member runs: two readers for every stream, no gap
+    "start-new-then-stop-old": (lambda o, j, n: True, lambda o, j, n: False),
+    # added members first, then restart 0,1,..: the new owner j runs while the old owner o still
+    # runs iff j was added (j >= n) or restarted before o (j < o); o is stopped before j runs
+    # iff j < n and o < j
+    "add-then-restart": (lambda o, j, n: j >= n or j < o, lambda o, j, n: j < n and o < j),
+    # slot i: stop old i, start new i: overlap iff j < o, gap iff o < j
+    "member-by-member": (lambda o, j, n: j < o, lambda o, j, n: o < j),
+    "stop-old-then-start-new": (lambda o, j, n: False, lambda o, j, n: True),
+}
+
+
 def brute(counts: dict[str, int], n: int, m: int) -> dict:
     """Everything simulate-scale reports, by straight loops."""
     streams = messages = moved = moved_msgs = 0
@@ -59,18 +74,8 @@ def brute(counts: dict[str, int], n: int, m: int) -> dict:
         c_ = sum(counts[s] for s, (o, j) in owners.items() if pred(o, j))
         return {"streams": s_, "messages": c_}
 
-    orders = {
-        # old group runs until every new member runs: two readers for every stream, no gap
-        "start-new-then-stop-old": (tally(lambda o, j: True), tally(lambda o, j: False)),
-        # added members first, then restart 0,1,..: the new owner j runs while old owner o still
-        # runs iff j was added (j >= n) or restarted before o (j < o); o stopped before j runs
-        # iff j < n and o < j
-        "add-then-restart": (tally(lambda o, j: j >= n or j < o),
-                             tally(lambda o, j: j < n and o < j)),
-        # slot i: stop old i, start new i: overlap iff j < o, gap iff o < j
-        "member-by-member": (tally(lambda o, j: j < o), tally(lambda o, j: o < j)),
-        "stop-old-then-start-new": (tally(lambda o, j: False), tally(lambda o, j: True)),
-    }
+    orders = {name: (tally(lambda o, j, f=ov: f(o, j, n)), tally(lambda o, j, f=gp: f(o, j, n)))
+              for name, (ov, gp) in ORDERS.items()}
     return {"streams": streams, "messages": messages, "moved": moved, "movedMsgs": moved_msgs,
             "before": before, "after": after, "matrix": matrix, "orders": orders,
             "owners": owners}
@@ -141,6 +146,9 @@ def test_synthetic_uuid_streams_match_brute_force(cli, tmp_path, n, m):
         assert x["before"] == member_for(x["stream"], n)
         assert x["after"] == member_for(x["stream"], m)
         assert x["moved"] == (x["before"] != x["after"])
+        o, j = x["before"], x["after"]
+        assert x["overlapIn"] == [k for k, (ov, _g) in ORDERS.items() if ov(o, j, n)]
+        assert x["gapIn"] == [k for k, (_o, gp) in ORDERS.items() if gp(o, j, n)]
     counts = {x["stream"]: 1 for x in rows}
     check(r.json(), counts, n, m)
     # reproducible with --seed, different without

@@ -186,12 +186,26 @@ def load_summary(messages: list[int]) -> dict:
             "mean": round(mean, 4), "imbalance": round(max(messages) / mean, 4) if mean else None}
 
 
+def exposure(strategy: str, n: int, m: int) -> tuple[list[list[bool]], list[list[bool]]]:
+    """For every (old member, new member) cell: does a stream there meet an overlap (both
+    owners running) or a gap (neither running) at some step of ``strategy``?"""
+    overlap = [[False] * m for _ in range(n)]
+    gap = [[False] * m for _ in range(n)]
+    for st in rollout_steps(strategy, n, m):
+        for o in range(n):
+            o_on = o in st.old
+            for j in range(m):
+                n_on = j in st.new
+                if o_on and n_on:
+                    overlap[o][j] = True
+                elif not o_on and not n_on:
+                    gap[o][j] = True
+    return overlap, gap
+
+
 def _strategy(name: str, n: int, m: int, cells, cell_msgs, streams: int, messages: int) -> dict:
-    steps = rollout_steps(name, n, m)
-    ever_overlap = [[False] * m for _ in range(n)]
-    ever_gap = [[False] * m for _ in range(n)]
     rows = []
-    for st in steps:
+    for st in rollout_steps(name, n, m):
         os_ = om = gs = gm = 0
         for o in range(n):
             o_on = o in st.old
@@ -203,14 +217,13 @@ def _strategy(name: str, n: int, m: int, cells, cell_msgs, streams: int, message
                 if o_on and n_on:
                     os_ += row[j]
                     om += rowm[j]
-                    ever_overlap[o][j] = True
                 elif not o_on and not n_on:
                     gs += row[j]
                     gm += rowm[j]
-                    ever_gap[o][j] = True
         rows.append({"step": st.label, "oldRunning": sorted(st.old), "newRunning": sorted(st.new),
                      "overlapStreams": os_, "overlapMessages": om,
                      "gapStreams": gs, "gapMessages": gm})
+    ever_overlap, ever_gap = exposure(name, n, m)
 
     def total(flags):
         s = sum(cells[o][j] for o in range(n) for j in range(m) if flags[o][j])

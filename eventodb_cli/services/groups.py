@@ -99,12 +99,13 @@ def verify(store, category: str, size: int, *, on_progress: Progress | None = No
                 extra.setdefault(s, [first]).append(member)
             total = totals.get(s)
             if total is None:
+                foreign = category != "" and category_of(s) != category
                 violations.append({
                     "kind": "unknown-stream", "stream": s, "members": [member],
-                    "expected": _expected(s, size) if category_of(s) == category else None,
+                    "expected": None if foreign else _expected(s, size),
                     "messages": c,
                     "detail": (f"member {member} returned {c} message(s) of a stream of "
-                               f"category {category_of(s)!r}" if category_of(s) != category else
+                               f"category {category_of(s)!r}" if foreign else
                                f"member {member} returned {c} message(s) of a stream the "
                                "unfiltered read does not hold"),
                 })

@@ -115,16 +115,20 @@ def simulate(category: str, n: int, m: int, streams: Iterable[tuple[str, int]], 
              source: str = "store", extra: dict | None = None) -> dict:
     """The simulate-scale report for ``streams`` ((name, messages) pairs)."""
     tally = dscale.ScaleTally(n, m)
+    if owners is not None:
+        flags = {name: dscale.exposure(name, n, m) for name in dscale.STRATEGIES}
     for name, c in streams:
         h = stream_hash(name)
         got = tally.add(h, c)
         if owners is not None:
-            owners.write(json.dumps({
-                "stream": name, "messages": c,
-                "before": None if got is None else got[0],
-                "after": None if got is None else got[1],
-                "moved": False if got is None else got[0] != got[1],
-            }, ensure_ascii=False) + "\n")
+            row = {"stream": name, "messages": c, "before": None, "after": None,
+                   "moved": False, "overlapIn": [], "gapIn": []}
+            if got is not None:
+                o, j = got
+                row.update(before=o, after=j, moved=o != j,
+                           overlapIn=[s for s, (ov, _g) in flags.items() if ov[o][j]],
+                           gapIn=[s for s, (_o, gp) in flags.items() if gp[o][j]])
+            owners.write(json.dumps(row, ensure_ascii=False) + "\n")
     result = {"category": category, "source": source}
     result.update(dscale.plan(tally))
     if extra:
