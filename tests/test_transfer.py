@@ -349,3 +349,60 @@ def test_server_import_force_replaces(exe, tmp_path, fresh_server, store_path):
     assert json.loads(r.stdout)["imported"] == 50
     r = exe("export", *srv)
     assert r.stdout.encode() == f.read_bytes()
+
+
+def test_server_import_in_several_requests_keeps_order_and_line_numbers(tmp_path, fresh_server,
+                                                                      store_path):
+    """Files larger than one /import body are sent as several requests split at line
+    boundaries; positions are kept and an error's line counts from the start of the file."""
+    from eventodb_cli.services import transfer
+    from eventodb_cli.store.remote import RemoteStore
+
+    fill(store_path, 3000)
+    f = tmp_path / "a.ndjson"
+    with LocalStore(store_path) as s:
+        transfer.export(s, str(f))
+    remote = RemoteStore(fresh_server.url, fresh_server.token)
+    try:
+        with open(f, "rb") as fh:
+            res = transfer.import_remote(remote, fh, request_bytes=100_000)
+        assert res.imported == 3000
+        got = tmp_path / "b.ndjson"
+        transfer.export(remote, str(got))
+        assert got.read_bytes() == f.read_bytes()
+        # a bad record in the third request: the line number is the file's
+        lines = f.read_bytes().splitlines(keepends=True)
+        bad = tmp_path / "bad.ndjson"
+        lines[2500] = b'{"id": 7}\n'
+        bad.write_bytes(b"".join(lines))
+        from eventodb_cli.errors import BatchFailed
+
+        with open(bad, "rb") as fh, pytest.raises(BatchFailed) as err:
+            transfer.import_remote(remote, fh, force=True, request_bytes=100_000)
+        assert err.value.line >= 2001 and "line" in err.value.message
+        assert err.value.written >= 2000
+    finally:
+        remote.close()
+
+
+def test_progress_bars_on_a_terminal(store_path, tmp_path):
+    """On a terminal (a pty), export and import draw progress on stderr; the files are the same."""
+    if subprocess.run(["sh", "-c", "command -v script"], capture_output=True).returncode:
+        pytest.skip("script(1) is not installed")
+    fill(store_path, 30000)
+    out = tmp_path / "tty.ndjson"
+    cmd = f"'{exe_path()}' export --store '{store_path}' -O '{out}'"
+    p = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "COLUMNS": "100", "TERM": "xterm"})
+    assert p.returncode == 0, p.stdout
+    assert "exporting" in p.stdout  # the bar (rich, on the pty)
+    assert "exported 30000 messages" in p.stdout  # the table summary on a terminal
+    plain = tmp_path / "plain.ndjson"
+    subprocess.run([exe_path(), "export", "--store", store_path, "-O", plain], check=True)
+    assert out.read_bytes() == plain.read_bytes()
+    target = tmp_path / "t.db"
+    cmd = f"'{exe_path()}' import '{out}' --verify --store '{target}'"
+    p = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "COLUMNS": "100", "TERM": "xterm"})
+    assert p.returncode == 0, p.stdout
+    assert "importing" in p.stdout and "imported 30000 messages (verified" in p.stdout

@@ -120,8 +120,8 @@ def export(categories, since, until, output, use_gzip, manifest, batch_size, pro
               help="Check FILE against its manifest first; import nothing if it does not match.")
 @click.option("--manifest", metavar="PATH", type=click.Path(dir_okay=False),
               help="Manifest for --verify [default: FILE.manifest.json].")
-@click.option("--batch-size", type=int, default=1000, show_default=True,
-              help="Messages per transaction (local store).")
+@click.option("--batch-size", type=int, default=10000, show_default=True,
+              help="Messages per transaction (local store; a server's /import uses 1000).")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr [default: on when stderr is a terminal].")
 @format_option

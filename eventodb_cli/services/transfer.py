@@ -173,6 +173,7 @@ def _atomic_write_text(path: str, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         _unlink(tmp)
@@ -397,6 +398,10 @@ def import_local(store, fh: BinaryIO, *, force: bool = False, batch_size: int = 
     res = ImportResult()
     state = {"line": 0}
     started = time.perf_counter()
+    if getattr(store, "conn", None) is not None:
+        from ..store.local_admin import tune_for_bulk_import
+
+        tune_for_bulk_import(store.conn)
 
     def batch_done(imported: int, last: int) -> None:
         res.imported = imported
@@ -502,9 +507,11 @@ def import_remote(store, fh: BinaryIO, *, force: bool = False,
         except BatchFailed:
             raise
         except EventoError as e:
-            if getattr(e, "line", None):
-                raise
-            raise type(e)(f"{e.message} (request starting at line {first_line})") from None
+            if first_line > 1:  # a later request of a split file: say where it started
+                e.message = f"{e.message} (request starting at line {first_line}; " \
+                            f"{res.imported} messages imported before it)"
+                e.args = (e.message,)
+            raise
         first_request = False
     if first_request and force:  # an empty file still clears with --force
         for _ev in store.import_stream(iter(()), force=True):
