@@ -77,3 +77,45 @@ def test_handover_counts():
     rows = hv3.rows(counted=True)
     assert rows[3]["naiveSkippedMessages"] is None  # no old member 3 to copy from
     assert scale.Handover(2, 3, {1: 50}).missing == [0]
+
+
+@pytest.mark.parametrize("n,m", [(2, 3), (3, 4), (4, 8), (5, 3), (6, 4)])
+def test_step_counts_equal_a_state_by_state_count(n, m):
+    import random
+
+    rng = random.Random(n * 31 + m)
+    t = scale.ScaleTally(n, m)
+    hashes = [rng.getrandbits(64) - 2**63 for _ in range(2000)]
+    counts = [rng.randint(1, 5) for _ in hashes]
+    t.add_all(zip(hashes, counts))
+    p = scale.plan(t, sizes=[])
+    for s in p["strategies"]:
+        steps = scale.rollout_steps(s["name"], n, m)
+        assert len(steps) == len(s["steps"])
+        ever_ov, ever_gap = set(), set()
+        for st, row in zip(steps, s["steps"]):
+            ov = [(i, c) for i, (h, c) in enumerate(zip(hashes, counts))
+                  if abs(h) % n in st.old and abs(h) % m in st.new]
+            gp = [(i, c) for i, (h, c) in enumerate(zip(hashes, counts))
+                  if abs(h) % n not in st.old and abs(h) % m not in st.new]
+            assert row["overlapStreams"] == len(ov) and row["gapStreams"] == len(gp)
+            assert row["overlapMessages"] == sum(c for _i, c in ov)
+            assert row["gapMessages"] == sum(c for _i, c in gp)
+            assert row["oldRunning"] == len(st.old) and row["newRunning"] == len(st.new)
+            ever_ov |= {i for i, _c in ov}
+            ever_gap |= {i for i, _c in gp}
+        assert s["overlap"]["streams"] == len(ever_ov)
+        assert s["gaps"]["streams"] == len(ever_gap)
+        assert s["overlap"]["messages"] == sum(counts[i] for i in ever_ov)
+
+
+def test_large_groups_stay_fast():
+    import time
+
+    t = scale.ScaleTally(200, 300)
+    t.add_all((h * 7919, 1) for h in range(20_000))
+    t0 = time.perf_counter()
+    p = scale.plan(t)
+    assert time.perf_counter() - t0 < 10
+    assert len(p["strategies"][0]["steps"]) == 500
+    assert max(b["size"] for b in p["bestSizes"]) == 400  # 2N

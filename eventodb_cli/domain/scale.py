@@ -186,52 +186,70 @@ def load_summary(messages: list[int]) -> dict:
             "mean": round(mean, 4), "imbalance": round(max(messages) / mean, 4) if mean else None}
 
 
+def _switch_steps(strategy: str, n: int, m: int) -> tuple[list[Step], list[int], list[int]]:
+    """The steps, the step at which each old member stops and each new member starts.
+
+    Old member ``o`` runs in steps ``< stop[o]``, new member ``j`` in steps ``>= start[j]``, so a
+    stream of cell (o, j) has two readers in steps ``[start[j], stop[o])`` and none in steps
+    ``[stop[o], start[j])``."""
+    steps = rollout_steps(strategy, n, m)
+    stop = [len(steps)] * n
+    start = [len(steps)] * m
+    for k in range(len(steps) - 1, -1, -1):
+        for o in range(n):
+            if o not in steps[k].old:
+                stop[o] = k
+        for j in steps[k].new:
+            start[j] = k
+    return steps, stop, start
+
+
 def exposure(strategy: str, n: int, m: int) -> tuple[list[list[bool]], list[list[bool]]]:
     """For every (old member, new member) cell: does a stream there meet an overlap (both
     owners running) or a gap (neither running) at some step of ``strategy``?"""
-    overlap = [[False] * m for _ in range(n)]
-    gap = [[False] * m for _ in range(n)]
-    for st in rollout_steps(strategy, n, m):
-        for o in range(n):
-            o_on = o in st.old
-            for j in range(m):
-                n_on = j in st.new
-                if o_on and n_on:
-                    overlap[o][j] = True
-                elif not o_on and not n_on:
-                    gap[o][j] = True
+    _steps, stop, start = _switch_steps(strategy, n, m)
+    overlap = [[start[j] < stop[o] for j in range(m)] for o in range(n)]
+    gap = [[stop[o] < start[j] for j in range(m)] for o in range(n)]
     return overlap, gap
 
 
 def _strategy(name: str, n: int, m: int, cells, cell_msgs, streams: int, messages: int) -> dict:
+    steps, stop, start = _switch_steps(name, n, m)
+    k = len(steps)
+    # difference arrays over steps: a cell adds its streams where it overlaps or has a gap
+    d_os, d_om, d_gs, d_gm = ([0] * (k + 1) for _ in range(4))
+    ovs = ovm = gps = gpm = 0
+    for o in range(n):
+        row, rowm = cells[o], cell_msgs[o]
+        for j in range(m):
+            c = row[j]
+            if not c:
+                continue
+            a, b = start[j], stop[o]
+            if a < b:
+                d_os[a] += c
+                d_os[b] -= c
+                d_om[a] += rowm[j]
+                d_om[b] -= rowm[j]
+                ovs += c
+                ovm += rowm[j]
+            elif b < a:
+                d_gs[b] += c
+                d_gs[a] -= c
+                d_gm[b] += rowm[j]
+                d_gm[a] -= rowm[j]
+                gps += c
+                gpm += rowm[j]
     rows = []
-    for st in rollout_steps(name, n, m):
-        os_ = om = gs = gm = 0
-        for o in range(n):
-            o_on = o in st.old
-            row, rowm = cells[o], cell_msgs[o]
-            for j in range(m):
-                if not row[j]:
-                    continue
-                n_on = j in st.new
-                if o_on and n_on:
-                    os_ += row[j]
-                    om += rowm[j]
-                elif not o_on and not n_on:
-                    gs += row[j]
-                    gm += rowm[j]
-        rows.append({"step": st.label, "oldRunning": sorted(st.old), "newRunning": sorted(st.new),
+    os_ = om = gs = gm = 0
+    for i, st in enumerate(steps):
+        os_ += d_os[i]
+        om += d_om[i]
+        gs += d_gs[i]
+        gm += d_gm[i]
+        rows.append({"step": st.label, "oldRunning": len(st.old), "newRunning": len(st.new),
                      "overlapStreams": os_, "overlapMessages": om,
                      "gapStreams": gs, "gapMessages": gm})
-    ever_overlap, ever_gap = exposure(name, n, m)
-
-    def total(flags):
-        s = sum(cells[o][j] for o in range(n) for j in range(m) if flags[o][j])
-        c = sum(cell_msgs[o][j] for o in range(n) for j in range(m) if flags[o][j])
-        return s, c
-
-    ovs, ovm = total(ever_overlap)
-    gps, gpm = total(ever_gap)
     return {
         "name": name,
         "documented": name == DOCUMENTED,
@@ -273,9 +291,9 @@ def best_sizes(n: int, abs_hashes, counts, sizes: Iterable[int]) -> list[dict]:
 
 
 def candidate_sizes(n: int, m: int) -> list[int]:
-    """Sizes around the target: 1 .. max(2M, 2N, 16), at most 256."""
-    top = min(max(2 * m, 2 * n, 16), 256)
-    return [k for k in range(1, top + 1) if k != n]
+    """Sizes around the target: 1 .. max(2M, 2N, 16) (at most 1 .. 64), plus M and 2N."""
+    top = min(max(2 * m, 2 * n, 16), 64)
+    return sorted({k for k in range(1, top + 1)} | {m, 2 * n} - {n})
 
 
 def plan(tally: ScaleTally, *, sizes: Iterable[int] | None = None) -> dict:
