@@ -477,3 +477,38 @@ def test_memory_is_bounded_by_streams_not_messages(tmp_path):
             tracemalloc.stop()
     assert rep["ok"] and rep["messages"] == 100_000 and rep["streams"] == 7
     assert peak < 15_000_000, peak
+
+
+def test_progress_on_a_terminal_stderr_only(store_path):
+    """With stderr on a terminal, a progress bar is drawn there; stdout keeps the clean JSON."""
+    import os
+    import pty
+    import select
+    import subprocess
+
+    from conftest import exe_path
+
+    with LocalStore(store_path, create=True) as st:
+        _fill(st, "account")
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen([exe_path(), "verify-groups", "account", "--size", "2", "--store",
+                              store_path, "--format", "json"], stdout=subprocess.PIPE,
+                             stderr=slave, env={**os.environ, "COLUMNS": "100"})
+        os.close(slave)
+        out, _ = p.communicate(timeout=60)
+        seen = b""
+        while select.select([master], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+    assert p.returncode == 0
+    assert json.loads(out)["ok"] is True
+    text = seen.decode("utf-8", "replace")
+    assert "unfiltered read" in text and "member 1/2" in text
