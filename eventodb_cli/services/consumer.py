@@ -282,7 +282,10 @@ class Consumer:
         if next_position is not None:
             self.position = next_position
             self.save()
-            self._rate.append((time.monotonic(), done))
+            now = time.monotonic()
+            self._rate.append((now, done))
+            while self._rate[0][0] < now - 60:
+                self._rate.popleft()
         return None
 
     def _handle(self, m: Message) -> str:
@@ -349,10 +352,10 @@ class Consumer:
                          checkedAt=format_time(time.time_ns()))
 
     def throughput(self, window: float = 10.0) -> float:
+        """Messages per second over the last ``window`` seconds (safe from another thread:
+        it reads a copy; the consumer thread alone trims the deque)."""
         now = time.monotonic()
-        while self._rate and self._rate[0][0] < now - window:
-            self._rate.popleft()
-        n = sum(k for _, k in self._rate)
+        n = sum(k for t, k in list(self._rate) if t >= now - window)
         span = min(window, max(now - self.started, 1e-3))
         return round(n / span, 1)
 
