@@ -383,3 +383,27 @@ def test_stdout_is_flushed_per_batch(filled, store_path, tmp_path):
     finally:
         os.kill(p.pid, signal.SIGTERM)
         p.communicate(timeout=10)
+
+
+def test_sigterm_during_backoff_leaves_the_failed_message_next(filled, store_path, tmp_path):
+    mine = share(filled, "account", 1, 3)
+    bad = mine[4]
+    log = str(tmp_path / "attempts.txt")
+    cmd = f'echo "$EVENTODB_MESSAGE_ID" >> {log}; test "$EVENTODB_MESSAGE_ID" != "{bad.id}"'
+    cp = str(tmp_path / "c.json")
+    p = start_exe(exe_path(), "consume", "account", "--member", 1, "--size", 3,
+                  "--checkpoint", cp, "--store", store_path, "--exec", cmd, "--retries", 5,
+                  "--retry-delay", 30)
+    try:
+        wait_for(lambda: bad.id in lines(log), what="the failing message")
+        time.sleep(0.3)  # now in a 30 s backoff
+        t0 = time.monotonic()
+        os.kill(p.pid, signal.SIGTERM)
+        out, err = p.communicate(timeout=20)
+        assert time.monotonic() - t0 < 5
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err
+    assert lines(log) == [m.id for m in mine[:5]]
+    assert read_checkpoint(cp)["position"] == bad.global_position

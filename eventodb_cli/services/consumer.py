@@ -254,7 +254,8 @@ class Consumer:
                 self.duplicates += 1
             else:
                 outcome = self._handle(m)
-                if outcome == "stopped":
+                if outcome == "stopped":  # not handled: it is the next message to read
+                    next_position = m.global_position
                     break
                 if outcome == "ok":
                     if self.ledger is not None:
