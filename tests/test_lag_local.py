@@ -350,3 +350,22 @@ def test_watch_draws_a_live_table_on_a_terminal(filled, store_path, tmp_path):
         except (ProcessLookupError, ChildProcessError):
             pass
         os.close(fd)
+
+
+@pytest.mark.parametrize("cap", [1, 6, 7, 8, 50, 10_000])
+def test_count_share_pages_and_caps(filled, monkeypatch, cap):
+    """Small pages (7) force count_share to page; every cap/position/head combination equals
+    the brute-force count."""
+    from eventodb_cli.services import lag as svc
+
+    monkeypatch.setattr(svc, "MAX_PAGE", 7)
+    mine = share(filled, "account", 1, 3)
+    for start in (1, mine[3].global_position, mine[3].global_position + 1,
+                  mine[-1].global_position, mine[-1].global_position + 1):
+        for head in (mine[20].global_position, mine[20].global_position - 1,
+                     filled.category_head("account"), None):
+            got = svc.count_share(filled, "account", 1, 3, start, head, cap)
+            left = [m for m in mine if head is not None and start <= m.global_position <= head]
+            assert got.messages == min(len(left), cap), (start, head, cap)
+            assert got.exact is (len(left) <= cap)
+            assert got.oldest_time == (left[0].time if left else None)
