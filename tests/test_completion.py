@@ -201,3 +201,29 @@ zpty -d z
     p = subprocess.run(["zsh", "-f", "-c", script], capture_output=True, text=True,
                        env=_env(), timeout=60)
     assert "eventodb store" in p.stdout, (p.stdout[-2000:], p.stderr[-2000:])
+
+
+def test_stream_completion_callback(tmp_path):
+    from click import Context
+
+    from eventodb_cli.cli.completion import complete_stream
+    from eventodb_cli.cli.main import cli
+
+    store = str(tmp_path / "s.db")
+    with LocalStore(store, create=True) as s:
+        s.write_batch([new_message(n, "T", {}) for n in
+                       ("account-1", "account-1", "account-2", "accountant-1", "order-1")])
+    ctx = Context(cli)
+    from eventodb_cli.cli.common import _TARGET_KEY
+    from eventodb_cli.store.resolve import Target
+
+    ctx.meta[_TARGET_KEY] = Target(store=store)
+    assert [c.value for c in complete_stream(ctx, None, "account-")] == ["account-1",
+                                                                         "account-2"]
+    assert [c.value for c in complete_stream(ctx, None, "")] == [
+        "account-1", "account-2", "accountant-1", "order-1"]
+    ctx.meta[_TARGET_KEY] = Target(store=str(tmp_path / "missing.db"))
+    assert complete_stream(ctx, None, "") == []
+    (tmp_path / "junk.db").write_text("not sqlite")
+    ctx.meta[_TARGET_KEY] = Target(store=str(tmp_path / "junk.db"))
+    assert complete_stream(ctx, None, "") == []

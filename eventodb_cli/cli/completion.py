@@ -8,11 +8,11 @@ command tree; so they always complete the commands and options of the installed 
 Dynamic values, for ``shell_complete=`` on click parameters:
 
 - ``complete_profile``: profile names from ``$XDG_CONFIG_HOME/eventodb/config.json``;
-- ``complete_category``: category names of the local store the command line (or
-  ``EVENTODB_STORE``, or the default store) names. Never touches the network: with a server
-  target it completes nothing.
+- ``complete_category`` / ``complete_stream``: category / stream names of the local store the
+  command line names (``--store``, ``EVENTODB_STORE``, a profile, or the default store), by
+  index skip-scan. Never touches the network: with a server target they complete nothing.
 
-Both must stay fast and must never fail: completion runs on every TAB.
+They must stay fast and must never fail: completion runs on every TAB.
 """
 
 from __future__ import annotations
@@ -269,7 +269,7 @@ def _store_path_from(ctx) -> str | None:
     return None if t.url else t.store
 
 
-def category_names(ctx, prefix: str = "") -> list[str]:
+def _names(ctx, which: str, prefix: str) -> list[str]:
     path = _store_path_from(ctx)
     if not path or not os.path.isfile(path):
         return []
@@ -281,16 +281,28 @@ def category_names(ctx, prefix: str = "") -> list[str]:
         uri = "file:" + pathname2url(os.path.abspath(path)) + "?mode=ro"
         conn = sqlite3.connect(uri, uri=True, timeout=1)
         try:
-            from ..store.local_admin import category_names as names
+            from ..store import local_admin
 
-            return names(conn, prefix)
+            return getattr(local_admin, which)(conn, prefix, 100)
         finally:
             conn.close()
     except sqlite3.Error:
         return []
 
 
+def category_names(ctx, prefix: str = "") -> list[str]:
+    return _names(ctx, "category_names", prefix)
+
+
 def complete_category(ctx, param, incomplete: str):
+    """``shell_complete=`` for a CATEGORY argument or option: the local store's categories."""
     from click.shell_completion import CompletionItem
 
     return [CompletionItem(n) for n in category_names(ctx, incomplete)]
+
+
+def complete_stream(ctx, param, incomplete: str):
+    """``shell_complete=`` for a STREAM argument: the local store's stream names (first 100)."""
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(n) for n in _names(ctx, "stream_names", incomplete)]

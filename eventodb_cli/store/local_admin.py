@@ -57,21 +57,32 @@ def count_distinct_skip(conn: sqlite3.Connection, column: str, index_order: str)
     return n
 
 
-def category_names(conn: sqlite3.Connection, prefix: str = "", limit: int = 200) -> list[str]:
-    """Category names starting with ``prefix`` (byte order), by skip-scan over the category
-    index: cheap on a large store, which is what shell completion needs."""
+def _distinct_prefixed(conn: sqlite3.Connection, column: str, prefix: str,
+                       limit: int) -> list[str]:
+    """Distinct values of an indexed leading ``column`` starting with ``prefix``, in byte order,
+    by skip-scan (one index seek per value): cheap on a large store, which is what shell
+    completion needs."""
     out: list[str] = []
-    sql = "SELECT category FROM messages WHERE category > ? ORDER BY category LIMIT 1"
-    cur = conn.execute(
-        "SELECT category FROM messages WHERE category >= ? ORDER BY category LIMIT 1", (prefix,)
-    ).fetchone()
+    first = f"SELECT {column} FROM messages WHERE {column} >= ? ORDER BY {column} LIMIT 1"
+    after = f"SELECT {column} FROM messages WHERE {column} > ? ORDER BY {column} LIMIT 1"
+    cur = conn.execute(first, (prefix,)).fetchone()
     while cur is not None and len(out) < limit:
         name = cur[0]
         if not name.startswith(prefix):
             break
         out.append(name)
-        cur = conn.execute(sql, (name,)).fetchone()
+        cur = conn.execute(after, (name,)).fetchone()
     return out
+
+
+def category_names(conn: sqlite3.Connection, prefix: str = "", limit: int = 200) -> list[str]:
+    """Category names starting with ``prefix`` (index ``messages_category``)."""
+    return _distinct_prefixed(conn, "category", prefix, limit)
+
+
+def stream_names(conn: sqlite3.Connection, prefix: str = "", limit: int = 200) -> list[str]:
+    """Stream names starting with ``prefix`` (index ``messages_stream``)."""
+    return _distinct_prefixed(conn, "stream_name", prefix, limit)
 
 
 BULK_CACHE_KIB = 131072  # 128 MiB of page cache for a bulk import
