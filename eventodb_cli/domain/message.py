@@ -217,9 +217,17 @@ def new_message(
     )
 
 
+_MISSING = object()
+
+
 def new_message_from_record(obj: Any) -> NewMessage:
     """An NDJSON write record: ``stream``, ``type``, ``data``, optional ``metadata``, ``id``,
     ``expectedVersion``."""
+    if type(obj) is dict and len(obj) <= 3:  # fast path: {"stream", "type", "data"}
+        stream, mtype, data = obj.get("stream"), obj.get("type"), obj.get("data", _MISSING)
+        if (type(stream) is str and stream and type(mtype) is str and mtype
+                and type(data) is dict and len(obj) == 3):
+            return NewMessage(stream, mtype, _dumps(data))
     if not isinstance(obj, dict):
         raise ValueError("record must be a JSON object")
     if "stream" not in obj:
