@@ -151,8 +151,12 @@ def render_examples(examples: list[str]) -> list[str]:
 
 
 def render_options(cmd, ctx) -> list[str]:
+    import click
+
     out = []
     for p in cmd.get_params(ctx):
+        if not isinstance(p, click.Option):  # arguments are in the synopsis
+            continue
         rec = p.get_help_record(ctx)
         if rec is None:
             continue
