@@ -31,6 +31,16 @@ def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def quiet() -> bool:
+    """``--quiet`` / ``EVENTODB_QUIET=1``: no progress bars or notes on stderr."""
+    return os.environ.get("EVENTODB_QUIET") == "1"
+
+
+def show_progress() -> bool:
+    """Progress bars only on a terminal stderr, and not with --quiet."""
+    return sys.stderr.isatty() and not quiet()
+
+
 def no_color() -> bool:
     return bool(os.environ.get("NO_COLOR")) or os.environ.get("EVENTODB_NO_COLOR") == "1"
 

@@ -31,7 +31,7 @@ def load_vectors() -> list[dict]:
 def _isolated_env(tmp_path, monkeypatch):
     """No test sees the user's store, profiles or server settings."""
     for var in ("EVENTODB_STORE", "EVENTODB_URL", "EVENTODB_TOKEN", "EVENTODB_PROFILE",
-                "EVENTODB_DEBUG", "NO_COLOR"):
+                "EVENTODB_DEBUG", "NO_COLOR", "EVENTODB_QUIET"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))

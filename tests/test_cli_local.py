@@ -241,3 +241,17 @@ def test_broken_pipe_is_quiet(filled, tmp_path):
     p = subprocess.run(f"'{exe_path()}' category get '' --all --store '{filled}' | head -1",
                        shell=True, capture_output=True, text=True)
     assert p.returncode == 0 and "Traceback" not in p.stderr and "Error" not in p.stderr
+
+
+def test_bare_command_prints_overview(exe):
+    r = exe()
+    assert r.exit_code == 0
+    assert "Consumer groups:" in r.stdout and "Common tasks:" in r.stdout
+
+
+def test_quiet_and_no_color_flags(tmp_path, exe):
+    src = tmp_path / "in.ndjson"
+    src.write_text('{"stream":"q-1","type":"T","data":{}}\n')
+    r = exe("--quiet", "--no-color", "write", "--file", src, "--store", tmp_path / "q.db",
+            "--format", "json")
+    assert r.exit_code == 0 and r.stderr == "" and r.json()["written"] == 1

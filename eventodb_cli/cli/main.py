@@ -71,13 +71,48 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+OVERVIEW = """\
+Common tasks:
+  eventodb write account-123 --type Deposited --data '{"amount":100}'
+  eventodb category get account --member 0 --size 3      read as a group member
+  eventodb assign account-123 --size 3                   who owns a stream, and why
+  eventodb verify-groups account --size 3                no overlap, no gaps
+  eventodb simulate-scale account --from 3 --to 4        what moves when you scale
+  eventodb lag account --size 3 --checkpoints ckpt/      how far behind each member is
+  eventodb serve                                         an EventoDB server on 127.0.0.1
+
+Targets: a local store (--store PATH, the default) or a server (--url URL --token T, or
+--profile NAME). Run 'eventodb COMMAND --help' for a command's options and examples.
+"""
+
+
+def _global_flag(var: str):
+    def callback(ctx, param, value):
+        if value:
+            os.environ[var] = "1"
+        return value
+
+    return callback
+
+
+@click.group(cls=LazyGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="eventodb")
-def cli():
+@click.option("--no-color", is_flag=True, expose_value=False, is_eager=True,
+              callback=_global_flag("NO_COLOR"), help="No colours (also: NO_COLOR=1).")
+@click.option("-q", "--quiet", is_flag=True, expose_value=False, is_eager=True,
+              callback=_global_flag("EVENTODB_QUIET"),
+              help="No progress bars or notes on stderr (also: EVENTODB_QUIET=1).")
+@click.pass_context
+def cli(ctx):
     """Operations toolkit for EventoDB, the Message DB-compatible message store.
 
     Works on a local store (one SQLite file, the default) or on an EventoDB server (--url).
     """
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        click.echo()
+        click.echo(OVERVIEW, nl=False)
 
 
 def main(argv=None) -> None:

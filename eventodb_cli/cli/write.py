@@ -90,7 +90,9 @@ def _write_file(path, batch_size, concurrency, progress, fmt):
             raise UsageError(f"cannot read {path}: {e.strerror}") from None
         total = os.fstat(fh.fileno()).st_size
     if progress is None:
-        progress = sys.stderr.isatty()
+        from ..render import show_progress
+
+        progress = show_progress()
     with get_store(create=True) as store:
         if hasattr(store, "concurrency"):
             store.concurrency = concurrency
