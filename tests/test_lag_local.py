@@ -369,3 +369,24 @@ def test_count_share_pages_and_caps(filled, monkeypatch, cap):
             assert got.messages == min(len(left), cap), (start, head, cap)
             assert got.exact is (len(left) <= cap)
             assert got.oldest_time == (left[0].time if left else None)
+
+
+def test_generic_category_head_on_a_dense_category_within_the_bound(tmp_path):
+    """Dense positions 1..2^16 are the search's worst shape (every probe finds a message)."""
+    import math
+
+    store = LocalStore(str(tmp_path / "dense.db"), create=True)
+    n = 2 ** 16
+    import_messages(store, [(f"dense-{g % 97}", g, 10**18) for g in range(1, n + 1)])
+    reads = {"n": 0}
+    real_get = store.category_get
+
+    def counting(*a, **k):
+        reads["n"] += 1
+        return real_get(*a, **k)
+
+    store.category_get = counting
+    assert Store.category_head(store, "dense") == n
+    print(f"dense head {n}: {reads['n']} reads, bound {2 * math.log2(n) + 4:.0f}")
+    assert reads["n"] <= 2 * math.log2(n) + 4
+    store.close()
