@@ -87,7 +87,7 @@ def main() -> None:
 
     plain_argv = [exe, "category", "get", category, "--all", "--member", str(args.member),
                   "--size", str(args.size), "--format", "ndjson", "--store", store]
-    variants = [(f"consume (ndjson, checkpoint per batch)", bs, ["--batch-size", str(bs)])
+    variants = [("consume (ndjson, checkpoint per batch)", bs, ["--batch-size", str(bs)])
                 for bs in batch_sizes]
     if args.ledger:
         bs = max(batch_sizes)
