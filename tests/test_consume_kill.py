@@ -4,7 +4,8 @@ is handled twice only when it was in flight at a kill (at most one extra handlin
 
 The real executable runs in its own process group with ``--exec`` a shell handler that appends the
 message id to a file and fsyncs it; the whole group (consumer and handler) is killed with SIGKILL
-at random times; the consumer is restarted until it is caught up."""
+at random points (after a random number of handlings plus a random instant, or during start-up);
+the consumer is restarted until it is caught up."""
 
 from __future__ import annotations
 
@@ -47,7 +48,15 @@ def _run_with_kills(store_path, tmp_path, rnd, *, ledger: bool, kills: int):
     done_kills = 0
     for _ in range(kills):
         p = start_exe(exe_path(), *args)
-        time.sleep(rnd.uniform(0.05, 1.2))
+        if rnd.random() < 0.2:  # sometimes during start-up or the first read
+            time.sleep(rnd.uniform(0.0, 0.15))
+        else:  # else after a random number of further handlings, plus a random instant
+            target = len(lines(handled)) + rnd.randint(1, 120)
+            deadline = time.monotonic() + 60
+            while len(lines(handled)) < target and p.poll() is None \
+                    and time.monotonic() < deadline:
+                time.sleep(0.002)
+            time.sleep(rnd.uniform(0.0, 0.02))
         if p.poll() is not None:  # finished before the kill
             out, err = p.communicate()
             assert p.returncode == 0, err
@@ -76,8 +85,10 @@ def test_sigkill_with_ledger_loses_nothing_and_repeats_only_in_flight(trial, kil
                                                                       tmp_path):
     store_path, expected = kill_store
     rnd = random.Random(1000 + trial)
+    planned = rnd.randint(2, 4)
     got, in_flight, kills, cp = _run_with_kills(store_path, tmp_path, rnd, ledger=True,
-                                                kills=rnd.randint(2, 4))
+                                                kills=planned)
+    assert kills == planned  # every kill landed before the consumer was done
     counts = Counter(got)
     assert set(counts) == set(expected)  # every message of the share, nothing else
     assert [i for i in dict.fromkeys(got)] == expected  # first handlings in order
@@ -95,6 +106,7 @@ def test_sigkill_without_ledger_is_at_least_once(trial, kill_store, tmp_path):
     rnd = random.Random(2000 + trial)
     got, _in_flight, kills, _cp = _run_with_kills(store_path, tmp_path, rnd, ledger=False,
                                                   kills=3)
+    assert kills == 3
     assert set(got) == set(expected)
     # repeats are bounded by what one batch (plus the in-flight message) can hold per kill
     assert len(got) - len(expected) <= kills * 51
