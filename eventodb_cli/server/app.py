@@ -348,20 +348,24 @@ class Server:
         job = loop.run_in_executor(self.executor, run_import, self, namespace, body, force,
                                    emit)
         first = await events.get()
-        if first[0] == "clear_failed":
+        if isinstance(first, tuple) and first[0] == "clear_failed":
             await job
             raise HttpError(500, error_body("CLEAR_FAILED", first[1]))
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/event-stream"),
                                 (b"cache-control", b"no-cache"),
                                 (b"x-accel-buffering", b"no"), SERVER_HEADER]})
+        event = first
         while True:
-            event = await events.get()
+            if isinstance(event, tuple):  # ("started",)
+                event = await events.get()
+                continue
             if event is None:
                 break
             await send({"type": "http.response.body",
                         "body": b"data: " + event.encode("utf-8") + b"\n\n",
                         "more_body": True})
+            event = await events.get()
         await job
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
