@@ -10,6 +10,7 @@ holds the right number of messages), then, in one run, alternating:
   (EventoDB NDJSON records, the xxh3-64 digest and the manifest included);
 - baseline read: plain ``sqlite3``: ``SELECT`` the same columns of every row in global-position
   order and fetch them all (no formatting, nothing written);
+- context: a naive Python exporter (plain sqlite3 rows, ``json.dumps`` per row, to a file);
 - import: ``eventodb import FILE --store NEW --no-progress`` (parse each line, keep ids,
   positions, global positions and times, compute category, consumer-group hash and row checksum,
   10,000-row transactions: the import's default);
@@ -109,6 +110,26 @@ def baseline_read(src: str) -> float:
     return time.perf_counter() - t0
 
 
+def baseline_dump(src: str, out: str) -> float:
+    """A naive exporter for context: plain sqlite3 rows, ``json.dumps`` of a dict per row with
+    the export keys (data/metadata decoded and re-encoded), written to a file. No digest, no
+    fsync, no time formatting (the integer is written as is)."""
+    import json
+
+    t0 = time.perf_counter()
+    conn = sqlite3.connect(src)
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    loads = json.loads
+    with open(out, "w", encoding="utf-8") as fh:
+        for mid, stream, mtype, pos, gpos, data, meta, t in conn.execute(
+                f"SELECT {COLS} FROM messages ORDER BY global_position"):
+            fh.write(dumps({"id": mid, "stream": stream, "type": mtype, "pos": pos, "gpos": gpos,
+                            "data": loads(data), "meta": None if meta is None else loads(meta),
+                            "time": t}) + "\n")
+    conn.close()
+    return time.perf_counter() - t0
+
+
 def baseline_insert(src: str, dst: str, batch: int = 10_000) -> float:
     drop(dst)
     LocalStore(dst, create=True).close()  # the same schema, created outside the timing
@@ -148,9 +169,11 @@ def main() -> None:
     n = args.messages
     e = exe()
     times: dict[str, list[float]] = {k: [] for k in
-                                      ("export", "read", "import", "import-verify", "insert")}
+                                      ("read", "dump", "export", "insert", "import",
+                                       "import-verify")}
     for r in range(args.runs):
         times["read"].append(baseline_read(src))
+        times["dump"].append(baseline_dump(src, os.path.join(work, "naive.ndjson")))
         times["export"].append(run([e, "export", "--store", src, "-O", out, "--no-progress"]))
         times["insert"].append(baseline_insert(src, raw))
         drop(dst)
@@ -173,6 +196,7 @@ def main() -> None:
     print(f"{'':34}{'seconds':>9}{'messages/s':>14}{'ratio':>8}")
     rows = [
         ("plain sqlite3 read", "read", None),
+        ("(context) sqlite3 + json.dumps", "dump", "read"),
         ("eventodb export", "export", "read"),
         ("plain sqlite3 read+insert", "insert", None),
         ("eventodb import", "import", "insert"),
@@ -181,7 +205,9 @@ def main() -> None:
     for label, k, base in rows:
         ratio = "" if base is None else f"{rate[k] / rate[base]:.2f}x"
         print(f"{label:34}{med[k]:9.2f}{rate[k]:14,.0f}{ratio:>8}")
-    if not args.dir:
+    if args.dir:
+        os.remove(os.path.join(work, "naive.ndjson"))
+    else:
         shutil.rmtree(work)
 
 
