@@ -177,3 +177,14 @@ def test_store_help_has_examples(cli):
     for sub in ("info", "check", "compact"):
         r = cli("store", sub, "--help")
         assert "Examples:\n    eventodb store " + sub in r.stdout
+
+
+def test_check_progress_goes_to_stderr_only(cli, store_path):
+    fill(store_path, 120_000 // 100)
+    tamper(store_path, "UPDATE messages SET type = 'Forged' WHERE global_position = 5")
+    a = cli("store", "check", "--store", store_path, "--format", "json", "--progress")
+    b = cli("store", "check", "--store", store_path, "--format", "json", "--no-progress")
+    assert a.exit_code == b.exit_code == 1
+    strip = lambda r: {k: v for k, v in r.json().items() if k != "seconds"}  # noqa: E731
+    assert strip(a) == strip(b)
+    assert [d["globalPosition"] for d in a.json()["damaged"]] == [5]

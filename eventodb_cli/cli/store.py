@@ -59,6 +59,8 @@ def store_info(fmt):
 
 
 @store.command("check")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress on stderr [default: on when stderr is a terminal].")
 @format_option
 @target_options
 @examples(
@@ -67,7 +69,7 @@ def store_info(fmt):
     "eventodb store check || echo 'store damaged' >&2",
 )
 @_cleandoc
-def store_check(fmt):
+def store_check(progress, fmt):
     """Check the store: SQLite's integrity_check plus every row's checksum.
 
     Each row's xxh3-64 checksum, recorded when it was written, is recomputed and compared; the
@@ -79,8 +81,13 @@ def store_check(fmt):
     fmt = out_format(fmt)
     from ..services.storecheck import check_store
 
+    import sys
+
     with _open_local() as s:
-        report = check_store(s)
+        if sys.stderr.isatty() if progress is None else progress:
+            report = _check_with_progress(s)
+        else:
+            report = check_store(s)
     if fmt == "table":
         _print_check(report)
     else:
@@ -94,6 +101,26 @@ def store_check(fmt):
         if report.integrity:
             what.append("SQLite integrity_check failed")
         raise CheckFailed(f"store check: {' and '.join(what)} in {report.rows} rows")
+
+
+def _check_with_progress(s):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..render import console
+    from ..services.storecheck import check_store
+
+    head = s.category_head("") or 0
+    with Progress(TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.fields[n]} rows"), TimeRemainingColumn(),
+                  console=console(stderr=True), transient=True) as bar:
+        task = bar.add_task("SQLite integrity_check", total=None, n=0)
+
+        def phase(name):
+            if name == "rows":
+                bar.update(task, description="checking rows", total=head, completed=0)
+
+        return check_store(s, on_progress=lambda n, gpos: bar.update(task, completed=gpos, n=n),
+                           on_phase=phase)
 
 
 def _print_check(report, limit: int = 50) -> None:

@@ -74,13 +74,19 @@ def check_rows(rows, on_progress: Callable[[int, int], None] | None = None,
     return n, damaged
 
 
-def check_store(store, on_progress: Callable[[int, int], None] | None = None) -> CheckReport:
-    """Run both checks on an open ``LocalStore``."""
+def check_store(store, on_progress: Callable[[int, int], None] | None = None,
+                on_phase: Callable[[str], None] | None = None) -> CheckReport:
+    """Run both checks on an open ``LocalStore``. ``on_phase("integrity"|"rows")`` announces
+    each part; ``on_progress(rows checked, last global position)`` follows the row scan."""
     from ..store import local_admin
 
     started = time.perf_counter()
     report = CheckReport()
+    if on_phase:
+        on_phase("integrity")
     report.integrity = local_admin.integrity_check(store.conn)
+    if on_phase:
+        on_phase("rows")
     import sqlite3
 
     try:
