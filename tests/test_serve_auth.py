@@ -343,3 +343,43 @@ def test_token_base64_of_namespace_with_underscore(server):
     assert res["token"].startswith(f"ns_{enc}_")
     assert rpc(server.url, ["sys.version"], bearer(res["token"]))[0] == 200
     rpc(server.url, ["ns.delete", nid], bearer(server.token))
+
+
+def test_no_location_serves_the_local_default_store(cli, tmp_path, monkeypatch):
+    """Without --data-dir/--store, serve serves the user's default local store as 'default'
+    (conftest points XDG_DATA_HOME at a temp dir)."""
+    import os
+
+    tok = make_token()
+    port, p, log = _run_until_listening(["--token", tok], tmp_path)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        assert rpc(url, ["stream.write", "local-1", {"type": "Hi", "data": {"x": 1}}],
+                   bearer(tok))[0] == 200
+    finally:
+        _stop(p)
+    store = os.path.join(os.environ["XDG_DATA_HOME"], "eventodb", "store.db")
+    assert f"--store {store}" in log.read_text()
+    r = cli("stream", "get", "local-1", "--format", "ndjson")
+    assert r.exit_code == 0, r
+    assert [(m["type"], m["data"]) for m in r.ndjson()] == [("Hi", {"x": 1})]
+
+
+def test_test_mode_without_location_uses_a_temporary_directory(tmp_path):
+    import re
+
+    port, p, log = _run_until_listening(["--test-mode"], tmp_path)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        assert rpc(url, ["stream.write", "tmp-1", {"type": "T", "data": {}}])[0] == 200
+        m = re.search(r"--data-dir (\S+) \(temporary", log.read_text())
+        assert m
+        from pathlib import Path
+
+        tmpdir = Path(m.group(1))
+        assert (tmpdir / "default.db").exists()
+        # generated token is shown (default did not exist), and works even in test mode
+        assert "DEFAULT NAMESPACE TOKEN: " in log.read_text()
+    finally:
+        _stop(p)
+    assert not tmpdir.exists()

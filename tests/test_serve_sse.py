@@ -352,3 +352,23 @@ def test_closed_clients_are_dropped(client, srv):
         lines = r.iter_lines()
         got = [next(lines) for _ in range(17)]
     assert sum(1 for ln in got if ln.startswith("data: ")) == 5
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_stop_ends_open_streams_and_exits_cleanly(tmp_path, sig):
+    import signal as signal_mod
+
+    s = start_server(tmp_path / "data")
+    sub = SSE(s, {"all": "true"})
+    try:
+        assert sub.next(kinds=("comment",)) == ("comment", "ready")
+        t0 = time.monotonic()
+        s.proc.send_signal(getattr(signal_mod, sig))
+        assert s.proc.wait(10) == 0
+        assert time.monotonic() - t0 < 5
+        assert sub.next(timeout=5, kinds=()) == ("end", None)
+        assert f"stopped ({sig})" in s.log.read_text()
+        assert "Traceback" not in s.log.read_text()
+    finally:
+        sub.close()
+        s.stop()

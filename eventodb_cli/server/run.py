@@ -4,6 +4,7 @@ right token, bind the socket, run uvicorn (httptools) until SIGINT/SIGTERM."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -81,6 +82,14 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _Terminated(Exception):
+    pass
+
+
+def _terminated(signum, frame):
+    raise _Terminated()
+
+
 def serve(*, data_dir: str | None, store: str | None, host: str, port: int, test_mode: bool,
           token: str | None, max_body: int, keepalive: float, workers: int) -> None:
     import asyncio
@@ -131,7 +140,17 @@ def serve(*, data_dir: str | None, store: str | None, host: str, port: int, test
             _log(f"warning: {host} is not a loopback address; the API is reachable from "
                  "other machines")
         server = _Server(config)
-        asyncio.run(server.serve(sockets=[sock]))
+        # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal; with the default
+        # handler that kills the process before the cleanup below. Ours ends it as an exception.
+        previous = signal.signal(signal.SIGTERM, _terminated)
+        try:
+            asyncio.run(server.serve(sockets=[sock]))
+        except _Terminated:
+            _log("stopped (SIGTERM)")
+        except KeyboardInterrupt:  # uvicorn re-raises SIGINT after its graceful shutdown
+            _log("stopped (SIGINT)")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     finally:
         try:
             registry.close()
