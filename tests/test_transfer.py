@@ -227,6 +227,7 @@ def test_a_clash_names_the_batch_and_force_replaces(cli, store_path, tmp_path):
     fill(target, 10)
     r = cli("import", f, "--store", target)
     assert r.exit_code == 1 and "clashes" in r.stderr and "line 300" in r.stderr
+    assert "--force replaces everything" in r.stderr
     r = cli("import", f, "--store", target, "--force", "--format", "json")
     assert r.exit_code == 0 and r.json()["forced"] is True
     assert read_all(target) == read_all(store_path)
@@ -344,6 +345,7 @@ def test_server_import_force_replaces(exe, tmp_path, fresh_server, store_path):
     assert exe("import", f, *srv).exit_code == 0
     r = exe("import", f, *srv)
     assert r.exit_code == 1  # the positions exist
+    assert "POSITION_EXISTS" in r.stderr and "--force replaces everything" in r.stderr
     r = exe("import", f, *srv, "--force", "--format", "json")
     assert r.exit_code == 0, r
     assert json.loads(r.stdout)["imported"] == 50

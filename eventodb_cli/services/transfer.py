@@ -354,6 +354,8 @@ def verify(path: str, manifest: dict,
 
 
 # --- import -------------------------------------------------------------------------------------
+_FORCE_HINT = " (the target already holds these positions or ids; --force replaces everything)"
+
 @dataclass
 class ImportResult:
     imported: int = 0
@@ -418,7 +420,8 @@ def import_local(store, fh: BinaryIO, *, force: bool = False, batch_size: int = 
                           code="INVALID_RECORD") from None
     except StoreError as e:
         raise BatchFailed(f"import stopped in the batch ending at line {state['line']}: "
-                          f"{e.message}; {res.imported} messages imported before it",
+                          f"{e.message}; {res.imported} messages imported before it"
+                          f"{_FORCE_HINT if not force else ''}",
                           exit_code=1, line=state["line"], written=res.imported,
                           code="POSITION_EXISTS") from None
     except (OSError, EOFError, zlib.error) as e:
@@ -488,9 +491,11 @@ def import_remote(store, fh: BinaryIO, *, force: bool = False,
                     line = ev.get("line")
                     at = first_line - 1 + line if isinstance(line, int) else None
                     where = f" at line {at}" if at else ""
+                    hint = _FORCE_HINT if ev.get("error") == "POSITION_EXISTS" and not force \
+                        else ""
                     raise BatchFailed(
                         f"import stopped{where}: {ev.get('error')}: {ev.get('message', '')}; "
-                        f"{res.imported} messages imported before it",
+                        f"{res.imported} messages imported before it{hint}",
                         exit_code=1, line=at or 0, written=res.imported,
                         code=str(ev.get("error")))
                 if "imported" in ev:
