@@ -3,7 +3,6 @@ through plain sqlite3."""
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 
