@@ -324,7 +324,16 @@ def tidy(text: str) -> str:
 
 
 def render_all() -> dict[str, str]:
-    """{file name: page text} for every page."""
+    """{file name: page text} for every page (the user's EVENTODB_* settings never leak in)."""
+    saved = {k: os.environ.pop(k) for k in list(os.environ)
+             if k.startswith("EVENTODB_") or k == "NO_COLOR"}
+    try:
+        return _render_all()
+    finally:
+        os.environ.update(saved)
+
+
+def _render_all() -> dict[str, str]:
     import click
 
     climain = _root()
@@ -356,7 +365,6 @@ def main(argv=None) -> int:
     ap.add_argument("--check", action="store_true",
                     help="exit 1 if man/ is out of date (write nothing)")
     args = ap.parse_args(argv)
-    os.environ.pop("EVENTODB_DEBUG", None)
     pages = render_all()
     if args.check:
         diff = differences(pages)
