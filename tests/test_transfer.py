@@ -262,6 +262,8 @@ def test_usage_errors(cli, store_path, tmp_path):
     assert r.exit_code == 2 and "stdin" in r.stderr
     r = cli("export", "--store", tmp_path / "absent.db")
     assert r.exit_code == 4
+    r = cli("export", "--store", store_path, "-c", "account-1")
+    assert r.exit_code == 2 and "stream name, not a category" in r.stderr and "'account'" in r.stderr
 
 
 def test_failed_export_leaves_no_file(cli, store_path, tmp_path, monkeypatch):

@@ -37,6 +37,8 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 
 from ..domain.message import Message, format_time
 from ..domain.records import from_record, to_record_line
+from ..domain.streams import category as category_of
+from ..domain.streams import is_category
 from ..errors import BatchFailed, CheckFailed, EventoError, StoreError, UsageError
 
 MANIFEST_FORMAT = "eventodb-export"
@@ -197,6 +199,10 @@ def export(store, output: str | None, *, categories: Iterable[str] = (), since: 
     A file is written under a temporary name and renamed when complete, so a failed export never
     leaves a plausible-looking partial file. Returns the manifest."""
     cats = list(dict.fromkeys(categories))
+    for c in cats:
+        if not is_category(c):
+            raise UsageError(f"--category {c!r} is a stream name, not a category (a category "
+                             f"has no '-'; this stream's category is {category_of(c)!r})")
     if since < 1:
         raise UsageError(f"--since must be >= 1 (got {since})")
     if until is not None and until <= since:
