@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -39,8 +40,7 @@ def test_out_of_date_check_names_the_command(tmp_path):
     assert gen.differences(scripts, tmp_path) == []
     (tmp_path / "_eventodb").write_text("# stale\n")
     assert gen.differences(scripts, tmp_path) == ["_eventodb"]
-    p = subprocess.run([shutil.which("python") or "python", str(ROOT / "scripts" /
-                                                                "gen_completions.py"),
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_completions.py"),
                         "--check"], capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 0, p.stderr
     assert gen.REGENERATE == "python scripts/gen_completions.py"
