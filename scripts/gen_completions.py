@@ -30,13 +30,21 @@ def render_all() -> dict[str, str]:
     return {name: completion_script(shell) for shell, name in FILES.items()}
 
 
-def differences(scripts: dict[str, str], directory: Path = OUT_DIR) -> list[str]:
+def differences(scripts: dict[str, str], directory: Path | None = None) -> list[str]:
+    directory = OUT_DIR if directory is None else directory
     diff = []
     for name, text in scripts.items():
         p = directory / name
         if not p.exists() or p.read_text(encoding="utf-8") != text:
             diff.append(name)
     return diff
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def main(argv=None) -> int:
@@ -55,7 +63,7 @@ def main(argv=None) -> int:
     OUT_DIR.mkdir(exist_ok=True)
     for name, text in scripts.items():
         (OUT_DIR / name).write_text(text, encoding="utf-8")
-    print(f"wrote {len(scripts)} completion scripts to {OUT_DIR.relative_to(ROOT)}/")
+    print(f"wrote {len(scripts)} completion scripts to {_shown(OUT_DIR)}/")
     return 0
 
 

@@ -346,8 +346,9 @@ def _render_all() -> dict[str, str]:
     return pages
 
 
-def differences(pages: dict[str, str], directory: Path = MAN_DIR) -> list[str]:
+def differences(pages: dict[str, str], directory: Path | None = None) -> list[str]:
     """File names whose checked-in content differs (missing, changed, or stale extra pages)."""
+    directory = MAN_DIR if directory is None else directory
     diff = []
     for name, text in pages.items():
         p = directory / name
@@ -358,6 +359,13 @@ def differences(pages: dict[str, str], directory: Path = MAN_DIR) -> list[str]:
             if p.name not in pages:
                 diff.append(p.name + " (no such command any more)")
     return diff
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def main(argv=None) -> int:
@@ -379,7 +387,7 @@ def main(argv=None) -> int:
             p.unlink()
     for name, text in pages.items():
         (MAN_DIR / name).write_text(text, encoding="utf-8")
-    print(f"wrote {len(pages)} man pages to {MAN_DIR.relative_to(ROOT)}/")
+    print(f"wrote {len(pages)} man pages to {_shown(MAN_DIR)}/")
     return 0
 
 

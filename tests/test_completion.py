@@ -226,3 +226,16 @@ def test_stream_completion_callback(tmp_path):
     (tmp_path / "junk.db").write_text("not sqlite")
     ctx.meta[_TARGET_KEY] = Target(store=str(tmp_path / "junk.db"))
     assert complete_stream(ctx, None, "") == []
+
+
+def test_check_mode_tells_the_developer_the_command(tmp_path, capsys, monkeypatch):
+    gen = _gen()
+    monkeypatch.setattr(gen, "OUT_DIR", tmp_path)
+    assert gen.main(["--check"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "completion scripts out of date: eventodb.bash, _eventodb, eventodb.fish; run: "
+        "python scripts/gen_completions.py")
+    assert gen.main([]) == 0
+    assert gen.main(["--check"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["_eventodb", "eventodb.bash",
+                                                         "eventodb.fish"]

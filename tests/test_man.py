@@ -114,3 +114,18 @@ def test_man_l_shows_the_page():
     text = re.sub(r".\x08", "", p.stdout)
     assert "eventodb import [OPTIONS] FILE" in text
     assert "--verify" in text
+
+
+def test_check_mode_tells_the_developer_the_command(tmp_path, capsys, monkeypatch, pages):
+    gen = _gen()
+    for name, text in pages.items():
+        (tmp_path / name).write_text(text)
+    monkeypatch.setattr(gen, "MAN_DIR", tmp_path)
+    assert gen.main(["--check"]) == 0
+    (tmp_path / "eventodb-export.1").write_text("old\n")
+    assert gen.main(["--check"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == ("man pages out of date: eventodb-export.1; run: "
+                           "python scripts/gen_man.py")
+    assert gen.main([]) == 0  # regenerating fixes it
+    assert gen.main(["--check"]) == 0
