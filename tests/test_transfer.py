@@ -351,6 +351,7 @@ def test_server_import_force_replaces(exe, tmp_path, fresh_server, store_path):
     r = exe("import", f, *srv, "--force", "--format", "json")
     assert r.exit_code == 0, r
     assert json.loads(r.stdout)["imported"] == 50
+    assert json.loads(r.stdout)["lastGlobalPosition"] == 50  # as for a local store
     r = exe("export", *srv)
     assert r.stdout.encode() == f.read_bytes()
 

@@ -476,6 +476,15 @@ def _chunks(lines: list[bytes]) -> Iterator[bytes]:
         yield b"".join(buf)
 
 
+def _gpos_of(raw: bytes, default):
+    """The ``gpos`` of one record line (what the server just accepted), else ``default``."""
+    try:
+        v = json.loads(raw).get("gpos")
+    except (ValueError, AttributeError):
+        return default
+    return v if isinstance(v, int) and not isinstance(v, bool) else default
+
+
 def import_remote(store, fh: BinaryIO, *, force: bool = False,
                   request_bytes: int = REMOTE_REQUEST_BYTES,
                   on_progress: Callable[[int, int], None] | None = None,
@@ -524,6 +533,9 @@ def import_remote(store, fh: BinaryIO, *, force: bool = False,
                 e.args = (e.message,)
             raise
         first_request = False
+        last_line = next((ln for ln in reversed(lines) if ln.strip()), None)
+        if last_line is not None:
+            res.last_global_position = _gpos_of(last_line, res.last_global_position)
     if first_request and force:  # an empty file still clears with --force
         for _ev in store.import_stream(iter(()), force=True):
             pass
