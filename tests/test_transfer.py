@@ -411,3 +411,19 @@ def test_progress_bars_on_a_terminal(store_path, tmp_path):
                        timeout=120, env={**os.environ, "COLUMNS": "100", "TERM": "xterm"})
     assert p.returncode == 0, p.stdout
     assert "importing" in p.stdout and "imported 30000 messages (verified" in p.stdout
+
+
+def test_verify_refuses_a_cut_gzip_file(cli, store_path, tmp_path):
+    fill(store_path, 3000)
+    gz = tmp_path / "a.ndjson.gz"
+    cli("export", "--store", store_path, "-O", gz, "--gzip")
+    cut = tmp_path / "cut.ndjson.gz"
+    _copy_with_manifest(gz, cut)
+    cut.write_bytes(gz.read_bytes()[:-100])
+    r = cli("import", cut, "--verify", "--store", tmp_path / "t.db")
+    assert r.exit_code == 1
+    assert "cut.ndjson.gz is damaged: gzip data is corrupt or truncated" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "t.db").exists()
+    # and without --verify the import stops with a line number instead of a traceback
+    r = cli("import", cut, "--store", tmp_path / "t.db")
+    assert r.exit_code == 1 and "cannot read the file" in r.stderr and "Traceback" not in r.stderr
