@@ -115,3 +115,19 @@ def test_time_format_rules():
     assert parse_time("2025-01-15T11:30:00.25+01:00") == 1736937000 * 10**9 + 250_000_000
     with pytest.raises(ValueError):
         parse_time("2025-01-15 nonsense")
+
+
+@pytest.mark.parametrize("value, ok", [
+    ("0195d4a4-0000-7000-8000-000000000001", True),
+    ("0195D4A4-0000-7000-8000-00000000000A", True),
+    ("{0195d4a4-0000-7000-8000-000000000001}", True),
+    ("urn:uuid:0195d4a4-0000-7000-8000-000000000001", True),
+    ("0195d4a4000070008000000000000001", True),
+    ("0-195d4a40000-7000-8000-000000000001", False),  # Python's uuid.UUID accepts this
+    ("{0195d4a4000070008000000000000001}", False),
+    ("nope", False),
+    ("", False),
+])
+def test_uuid_acceptance_matches_go(value, ok):
+    from eventodb_cli.domain.message import uuid_error
+    assert (uuid_error(value) is None) == ok

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
@@ -163,12 +162,40 @@ class NewMessage(NamedTuple):
     expected_version: int | None = None
 
 
+_HEXCHARS = frozenset("0123456789abcdefABCDEF")
+
+
+def uuid_error(s: str) -> str | None:
+    """``None`` when Go's ``uuid.Parse`` (what the EventoDB server runs) accepts ``s``, else its
+    error text: 36-char canonical, ``{...}``, ``urn:uuid:...`` or 32 hex digits, either case."""
+    n = len(s.encode("utf-8", "surrogateescape"))
+    if n == 36:
+        body = s
+    elif n == 38:
+        if s[0] != "{" or s[-1] != "}":
+            return "invalid UUID format"
+        body = s[1:-1]
+    elif n == 45:
+        if s[:9].lower() != "urn:uuid:":
+            return f"invalid urn prefix: {s[:9]!r}".replace("'", '"')
+        body = s[9:]
+    elif n == 32:
+        return None if all(c in _HEXCHARS for c in s) else "invalid UUID format"
+    else:
+        return f"invalid UUID length: {n}"
+    if len(body) != 36 or any(body[i] != "-" for i in (8, 13, 18, 23)):
+        return "invalid UUID format"
+    for i, c in enumerate(body):
+        if i not in (8, 13, 18, 23) and c not in _HEXCHARS:
+            return "invalid UUID format"
+    return None
+
+
 def check_uuid(value: str) -> str:
-    """Accept what the server's ``uuid.Parse`` accepts; return the id exactly as given."""
-    try:
-        uuid.UUID(value)
-    except (ValueError, TypeError, AttributeError):
-        raise ValueError(f"invalid UUID format: {value!r}") from None
+    """Accept exactly what the server's ``uuid.Parse`` accepts; return the id as given."""
+    err = uuid_error(value) if isinstance(value, str) else "invalid UUID format"
+    if err:
+        raise ValueError(f"invalid UUID format: {value!r} ({err})")
     return value
 
 

@@ -8,34 +8,7 @@ import threading
 import time
 import uuid
 
-_HEXCHARS = frozenset("0123456789abcdefABCDEF")
-
-
-def go_uuid_error(s: str) -> str | None:
-    """``None`` when Go's ``uuid.Parse`` accepts ``s``, else its error text."""
-    n = len(s.encode("utf-8", "surrogateescape"))
-    if n == 36:
-        body = s
-    elif n == 38:
-        if s[0] != "{" or s[-1] != "}":
-            return "invalid UUID format"
-        body = s[1:-1]
-    elif n == 45:
-        if s[:9].lower() != "urn:uuid:":
-            return f"invalid urn prefix: {s[:9]!r}".replace("'", '"')
-        body = s[9:]
-    elif n == 32:
-        return None if all(c in _HEXCHARS for c in s) else "invalid UUID format"
-    else:
-        return f"invalid UUID length: {n}"
-    if len(body) != 36 or any(body[i] != "-" for i in (8, 13, 18, 23)):
-        return "invalid UUID format"
-    for i, c in enumerate(body):
-        if i in (8, 13, 18, 23):
-            continue
-        if c not in _HEXCHARS:
-            return "invalid UUID format"
-    return None
+from ..domain.message import uuid_error as go_uuid_error  # noqa: F401  (one check for all)
 
 
 _pool = bytearray()
