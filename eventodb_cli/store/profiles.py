@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 
 from ..errors import NotFound, UsageError
 
@@ -55,6 +54,8 @@ def load_config(path: str | None = None) -> dict:
 
 def save_config(cfg: dict, path: str | None = None) -> str:
     """Write the config atomically with mode 0600; returns the path."""
+    import tempfile
+
     path = path or config_path()
     d = os.path.dirname(path)
     os.makedirs(d, mode=0o700, exist_ok=True)
