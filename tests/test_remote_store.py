@@ -286,6 +286,7 @@ def test_failed_batch_says_how_many_were_written():
     with pytest.raises(VersionConflict) as ei:
         s.write_batch(msgs)
     assert ei.value.batch_written == 13  # one at a time, in input order: 0..12
+    assert ei.value.message.endswith("(13 of the 30 messages of this batch were written)")
     assert [r is not None for r in ei.value.batch_results] == [i < 13 for i in range(30)]
 
 

@@ -74,8 +74,9 @@ def write_ndjson(
                          f"{len(missing)} were not: lines {_ranges(missing)}")
             else:
                 where = f"lines {batch_lines[0]}-{batch_lines[-1]} were not"
+            reason = getattr(e, "plain_message", e.message)
             err = BatchFailed(
-                f"line {line}: {e.message}; {written} messages were written before it "
+                f"line {line}: {reason}; {written} messages were written before it "
                 f"({where})",
                 exit_code=e.exit_code, line=line, written=written, code=e.code,
             )

@@ -323,6 +323,10 @@ class RemoteStore(Store):
             _i, err = min(failures, key=lambda f: f[0])
             err.batch_written = sum(r is not None for r in results)
             err.batch_results = results
+            if len(msgs) > 1 and isinstance(err, EventoError):
+                err.plain_message = err.message
+                err.message += (f" ({err.batch_written} of the {len(msgs)} messages of this "
+                                "batch were written)")
             raise err
         return results  # type: ignore[return-value]
 
