@@ -128,3 +128,29 @@ def test_subscribe_gives_up_after_max_reconnects(tmp_path):
         assert time.monotonic() - t0 < 30
     finally:
         srv.stop()
+
+
+def test_import_stream_events_and_force(server, ns_token):
+    from eventodb_cli.domain.message import Message
+    from eventodb_cli.domain.records import to_record_line
+
+    recs = [Message(str(uuid.UUID(int=i + 1)), f"imp-{i % 3}", "T", i // 3, i + 1, "{}", None,
+                    1_700_000_000_123_456_789 + i) for i in range(2500)]
+    with RemoteStore(server.url, ns_token) as s:
+        events = list(s.import_stream((to_record_line(m) + "\n").encode() for m in recs))
+        assert [e.get("imported") for e in events[:2]] == [1000, 2000]
+        assert events[-1]["done"] is True and events[-1]["imported"] == 2500
+        got = s.stream_get("imp-1", batch_size=2)
+        assert [(m.id, m.global_position, m.time) for m in got] == \
+            [(recs[1].id, 2, recs[1].time), (recs[4].id, 5, recs[4].time)]
+        # a clash is reported in the event stream, with its line
+        bad = list(s.import_stream([(to_record_line(recs[0]) + "\n").encode()]))
+        assert bad[-1]["error"] == "POSITION_EXISTS" and bad[-1]["line"] == 1
+        bad = list(s.import_stream([b'\n{"id": "x", "pos": "1", '
+                                    b'"time": "2025-01-15T10:00:00Z"}\n']))
+        assert bad[-1]["error"] == "INVALID_JSON" and bad[-1]["line"] == 2
+        # force replaces everything
+        done = list(s.import_stream([(to_record_line(recs[0]) + "\n").encode()], force=True))
+        assert done[-1]["done"] is True
+        assert s.message_count() == 1
+        assert s.requests >= 6

@@ -338,3 +338,51 @@ def test_local_commands_do_not_import_httpx(tmp_path):
     assert p.returncode == 0, p.stderr
     assert '"streamName":"a-1"' in p.stdout
     assert p.stderr.strip().endswith("NO-HTTPX")
+
+
+def test_retried_write_found_behind_other_writers_messages():
+    """The lost write is no longer the stream's last message (another writer appended): the
+    client scans the stream for its id."""
+    state = {"writes": 0, "id": None}
+
+    def handler(r, b):
+        if b[0] == "stream.write":
+            state["writes"] += 1
+            if state["writes"] == 1:
+                state["id"] = b[3]["id"]
+                return httpx.Response(502, text="bad gateway")  # applied, answer lost
+            return _err(500, "BACKEND_ERROR", "UNIQUE constraint failed: messages.id")
+        if b[0] == "stream.last":
+            return httpx.Response(200, json=["99999999-9999-4999-8999-999999999999", "T", 6,
+                                             50, {}, None, T])
+        if b[0] == "stream.get":
+            assert b[2]["batchSize"] == 10000
+            return httpx.Response(200, json=[
+                [str(uuid.UUID(int=k)), "T", k, 40 + k, {}, None, T] for k in range(5)
+            ] + [[state["id"], "T", 5, 48, {}, None, T],
+                 ["99999999-9999-4999-8999-999999999999", "T", 6, 50, {}, None, T]])
+        raise AssertionError(b)
+
+    import uuid
+
+    s, seen = store_with(handler)
+    res = s.write(new_message("a-1", "T", {}))
+    assert (res.position, res.global_position) == (5, 48)
+    assert [b[0] for _r, b in seen] == ["stream.write", "stream.write", "stream.last",
+                                        "stream.get"]
+
+
+def test_retried_write_whose_id_is_elsewhere_is_a_duplicate():
+    state = {"writes": 0}
+
+    def handler(r, b):
+        if b[0] == "stream.write":
+            state["writes"] += 1
+            if state["writes"] == 1:
+                raise httpx.ReadError("reset")
+            return _err(500, "BACKEND_ERROR", "UNIQUE constraint failed: messages.id")
+        return httpx.Response(200, content=b"null" if b[0] == "stream.last" else b"[]")
+
+    s, _ = store_with(handler)
+    with pytest.raises(DuplicateMessageId):
+        s.write(new_message("a-1", "T", {}, id="22222222-2222-4222-8222-222222222222"))
