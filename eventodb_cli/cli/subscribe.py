@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 
 import click
@@ -29,6 +30,7 @@ from .common import check_group, examples, get_target, target_options
     "eventodb subscribe --stream account-123 --position 5 --count 1",
     "eventodb subscribe --all | jq -r .stream",
 )
+@(lambda f: setattr(f, "__doc__", inspect.cleandoc(f.__doc__)) or f)  # before examples()
 def subscribe(stream, category, member, size, all_, position, count, max_reconnects):
     """Print pokes {"stream","position","globalPosition"} as NDJSON, one per line.
 
