@@ -52,23 +52,13 @@ def _read_counts(store, category: str, head: int, member: int | None, size: int 
     """Messages per stream in ``category`` (or a member's share) up to ``head``."""
     counts: dict[str, int] = {}
     get = counts.get
-    position = 1
-    while True:
-        batch = store.category_get(category, position, READ_BATCH, None, member, size)
-        if not batch:
-            break
-        full = len(batch) == READ_BATCH
-        last = batch[-1].global_position
-        if last > head:  # written after the snapshot
-            batch = [x for x in batch if x.global_position <= head]
+    for batch, reached in store.category_pages(category, 1, READ_BATCH, None, member, size,
+                                               until=head):
         for x in batch:
             s = x.stream_name
             counts[s] = get(s, 0) + 1
         if on_progress:
-            on_progress(phase, min(last, head), head)
-        if not full or last >= head:
-            break
-        position = last + 1
+            on_progress(phase, reached, head)
     if on_progress:
         on_progress(phase, head, head)
     return counts

@@ -79,15 +79,7 @@ def category_counts(store, category: str, *, handover: dscale.Handover | None = 
     if head is None:
         return counts, None
     hashes: dict[str, int | None] = {}
-    position = 1
-    while True:
-        batch = store.category_get(category, position, READ_BATCH)
-        if not batch:
-            break
-        full = len(batch) == READ_BATCH
-        last = batch[-1].global_position
-        if last > head:  # written after the snapshot
-            batch = [x for x in batch if x.global_position <= head]
+    for batch, reached in store.category_pages(category, 1, READ_BATCH, until=head):
         if handover is None:
             get = counts.get
             for x in batch:
@@ -102,10 +94,7 @@ def category_counts(store, category: str, *, handover: dscale.Handover | None = 
                 counts[s] = counts.get(s, 0) + 1
                 handover.add(h, x.global_position)
         if on_progress:
-            on_progress("reading", min(last, head), head)
-        if not full or last >= head:
-            break
-        position = last + 1
+            on_progress("reading", reached, head)
     return counts, head
 
 

@@ -81,16 +81,33 @@ class Store:
             position = batch[-1].position + 1
             global_position = None
 
-    def iter_category(self, category: str, position: int = 1, batch_size: int = 1000,
-                      correlation: str | None = None, member: int | None = None,
-                      size: int | None = None) -> Iterator[Message]:
-        """Every message of a category (or a member's share) from ``position``, paging."""
+    def category_pages(self, category: str, position: int = 1, batch_size: int = 1000,
+                       correlation: str | None = None, member: int | None = None,
+                       size: int | None = None, until: int | None = None
+                       ) -> Iterator[tuple[list[Message], int]]:
+        """Pages of a category (or a member's share) from ``position``, each with the highest
+        global position the read has reached. ``until`` (inclusive) is a snapshot's head: pages
+        stop there and messages written after it are left out."""
         while True:
             batch = self.category_get(category, position, batch_size, correlation, member, size)
-            yield from batch
-            if len(batch) < batch_size:
+            if not batch:
                 return
-            position = batch[-1].global_position + 1
+            full = len(batch) == batch_size
+            last = batch[-1].global_position
+            if until is not None and last > until:  # written after the snapshot
+                batch = [m for m in batch if m.global_position <= until]
+            yield batch, last if until is None else min(last, until)
+            if not full or (until is not None and last >= until):
+                return
+            position = last + 1
+
+    def iter_category(self, category: str, position: int = 1, batch_size: int = 1000,
+                      correlation: str | None = None, member: int | None = None,
+                      size: int | None = None, until: int | None = None) -> Iterator[Message]:
+        """Every message of a category (or a member's share) from ``position``, paging."""
+        for batch, _reached in self.category_pages(category, position, batch_size, correlation,
+                                                   member, size, until):
+            yield from batch
 
     def close(self) -> None:
         pass
