@@ -386,3 +386,32 @@ def test_retried_write_whose_id_is_elsewhere_is_a_duplicate():
     s, _ = store_with(handler)
     with pytest.raises(DuplicateMessageId):
         s.write(new_message("a-1", "T", {}, id="22222222-2222-4222-8222-222222222222"))
+
+
+def test_ns_create_whose_answer_was_lost_keeps_the_token():
+    """The client picks the token, so a retried create that meets NAMESPACE_EXISTS checks the
+    token opens the namespace and returns it, instead of losing the only copy."""
+    state = {"creates": 0, "token": None}
+
+    def handler(r, b):
+        if b[0] == "ns.create":
+            state["creates"] += 1
+            if state["creates"] == 1:
+                state["token"] = b[2]["token"]
+                raise httpx.ReadError("reset after the server created it")
+            return _err(409, "NAMESPACE_EXISTS", "Namespace 'tenant-a' already exists")
+        if b[0] == "stream.version":
+            assert r.headers["authorization"] == f"Bearer {state['token']}"
+            return httpx.Response(200, content=b"null")
+        if b[0] == "ns.info":
+            return httpx.Response(200, json={"createdAt": T, "namespace": "tenant-a"})
+        raise AssertionError(b)
+
+    s, _ = store_with(handler)
+    info = s.ns_create("tenant-a")
+    assert info == {"createdAt": T, "namespace": "tenant-a", "token": state["token"]}
+    assert namespace_of_token(info["token"]) == "tenant-a"
+    # without a lost answer, NAMESPACE_EXISTS is an error
+    s2, _ = store_with(lambda r, b: _err(409, "NAMESPACE_EXISTS", "exists"))
+    with pytest.raises(EventoError, match="NAMESPACE_EXISTS"):
+        s2.ns_create("tenant-a")
