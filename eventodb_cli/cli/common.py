@@ -42,11 +42,11 @@ def target_options(f):
         click.option("--token", "token", metavar="TOKEN", expose_value=False,
                      callback=_set("token"), help="Server token [env: EVENTODB_TOKEN]."),
         click.option("--token-file", "token_file", metavar="PATH", expose_value=False,
-                     callback=_set("token_file"), help="Read the server token from a file."),
+                     callback=_set("token_file"), help="Read the server token from a file [env: EVENTODB_TOKEN_FILE]."),
         click.option("--profile", "profile", metavar="NAME", expose_value=False,
                      callback=_set("profile"), help="Named target [env: EVENTODB_PROFILE]."),
         click.option("--timeout", "timeout", type=float, metavar="SECONDS", expose_value=False,
-                     callback=_set("timeout"), help="Server request timeout (default 30)."),
+                     callback=_set("timeout"), help="Server request timeout per attempt [env: EVENTODB_TIMEOUT; default 30]."),
         click.option("-v", "--verbose", "verbose", is_flag=True, expose_value=False,
                      callback=_set("verbose"), help="Log requests to stderr (never tokens)."),
     ]
@@ -126,8 +126,10 @@ def examples(*lines: str):
     """Append an Examples section to a command's help."""
 
     def deco(f):
+        import inspect
+
         text = "\n\n\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
-        f.__doc__ = (f.__doc__ or "") + text
+        f.__doc__ = inspect.cleandoc(f.__doc__ or "") + text
         return f
 
     return deco
