@@ -16,12 +16,12 @@ from __future__ import annotations
 import glob
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 
 from ..domain.message import format_time, parse_time
 from ..errors import NotFound, UsageError
+from ..fsutil import atomic_write_text
 
 
 @dataclass
@@ -77,29 +77,7 @@ def save(path: str, cp: Checkpoint) -> None:
     """Write atomically: a crash leaves the old file or the new one, never a torn one."""
     if cp.updated_at is None:
         cp.updated_at = time.time_ns()
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(cp.to_json(), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    atomic_write_text(path, json.dumps(cp.to_json()), prefix=".ckpt-")
 
 
 def load_source(source: str, *, category: str | None = None,

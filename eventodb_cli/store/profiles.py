@@ -54,26 +54,11 @@ def load_config(path: str | None = None) -> dict:
 
 def save_config(cfg: dict, path: str | None = None) -> str:
     """Write the config atomically with mode 0600; returns the path."""
-    import tempfile
+    from ..fsutil import atomic_write_text
 
     path = path or config_path()
-    d = os.path.dirname(path)
-    os.makedirs(d, mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".tmp", dir=d)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(cfg, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_text(path, json.dumps(cfg, indent=2, sort_keys=True) + "\n", mode=0o600,
+                      dir_mode=0o700, prefix=".config-")
     return path
 
 
