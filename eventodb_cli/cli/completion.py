@@ -24,15 +24,6 @@ import click
 
 from .common import examples
 
-def _cleandoc(f):
-    """Dedent the docstring before ``examples()`` appends to it (common.examples appends to the
-    raw, indented docstring, which breaks click's paragraph rewrapping)."""
-    import inspect
-
-    f.__doc__ = inspect.cleandoc(f.__doc__ or "")
-    return f
-
-
 SHELLS = ("bash", "zsh", "fish")
 PROG = "eventodb"
 
@@ -199,7 +190,6 @@ def candidates(shell: str, environ=None) -> list[str]:
     "eventodb completion zsh > ~/.zfunc/_eventodb",
     "eventodb completion fish > ~/.config/fish/completions/eventodb.fish",
 )
-@_cleandoc
 def completion(shell, complete):
     """Print the completion script for SHELL (bash, zsh or fish).
 

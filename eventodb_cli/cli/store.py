@@ -7,15 +7,6 @@ import click
 from ..errors import CheckFailed, UsageError
 from .common import examples, format_option, get_target, out_format, target_options
 
-def _cleandoc(f):
-    """Dedent the docstring before ``examples()`` appends to it (common.examples appends to the
-    raw, indented docstring, which breaks click's paragraph rewrapping)."""
-    import inspect
-
-    f.__doc__ = inspect.cleandoc(f.__doc__ or "")
-    return f
-
-
 
 def _open_local():
     """The local store of the current target; a server target is a usage error."""
@@ -43,7 +34,6 @@ def store():
     "eventodb store info --store ./orders.db --format json",
     "eventodb store info --format json | jq .headPosition",
 )
-@_cleandoc
 def store_info(fmt):
     """Print the store's path, size, schema version, counts and head position.
 
@@ -68,7 +58,6 @@ def store_info(fmt):
     "eventodb store check --store ./orders.db --format json",
     "eventodb store check || echo 'store damaged' >&2",
 )
-@_cleandoc
 def store_check(progress, fmt):
     """Check the store: SQLite's integrity_check plus every row's checksum.
 
@@ -146,7 +135,6 @@ def _print_check(report, limit: int = 50) -> None:
     "eventodb store compact",
     "eventodb store compact --store ./orders.db --format json",
 )
-@_cleandoc
 def store_compact(fmt):
     """Checkpoint the write-ahead log into the file and VACUUM it; print bytes before/after.
 

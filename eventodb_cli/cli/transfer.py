@@ -11,15 +11,6 @@ from ..errors import UsageError
 from .common import examples, format_option, get_store, out_format, target_options
 from .completion import complete_category
 
-def _cleandoc(f):
-    """Dedent the docstring before ``examples()`` appends to it (common.examples appends to the
-    raw, indented docstring, which breaks click's paragraph rewrapping)."""
-    import inspect
-
-    f.__doc__ = inspect.cleandoc(f.__doc__ or "")
-    return f
-
-
 
 def _split_categories(values) -> list[str]:
     out: list[str] = []
@@ -65,7 +56,6 @@ def _bar(label: str):
     "eventodb export --category account --category order --since 1001 -O part.ndjson.gz --gzip",
     "eventodb export --url https://evento.example.com --token $T | gzip > backup.ndjson.gz",
 )
-@_cleandoc
 def export(categories, since, until, output, use_gzip, manifest, batch_size, progress, fmt):
     """Export messages as EventoDB NDJSON export records, in global-position order.
 
@@ -131,7 +121,6 @@ def export(categories, since, until, output, use_gzip, manifest, batch_size, pro
     "eventodb import part.ndjson.gz --url http://localhost:8080 --token $T",
     "eventodb export --store a.db | eventodb import - --store b.db",
 )
-@_cleandoc
 def import_(file, force, yes, verify, manifest, batch_size, progress, fmt):
     """Import an EventoDB NDJSON export (FILE, or - for stdin; gzip is recognised).
 
