@@ -167,21 +167,6 @@ def build_manifest(res: ExportResult, *, file: str | None, categories: list[str]
     }
 
 
-def _atomic_write_text(path: str, text: str) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=d)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
-
-
 def _unlink(path: str) -> None:
     try:
         os.unlink(path)
@@ -247,7 +232,10 @@ def export(store, output: str | None, *, categories: Iterable[str] = (), since: 
     doc = build_manifest(res, file=None if to_stdout else output, categories=cats, since=since,
                          until=until, compression=compression, source=describe_source(store))
     if manifest:
-        _atomic_write_text(manifest, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        from ..fsutil import atomic_write_text
+
+        atomic_write_text(manifest, json.dumps(doc, indent=2, ensure_ascii=False) + "\n",
+                          prefix=".manifest-")
     doc["seconds"] = round(res.seconds, 3)
     return doc
 
