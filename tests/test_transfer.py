@@ -68,6 +68,8 @@ def test_manifest_describes_the_file(cli, store_path, tmp_path):
     assert (doc["firstGlobalPosition"], doc["lastGlobalPosition"]) == (1, 40)
     assert doc["categories"] == [] and doc["compression"] is None and doc["file"] == "all.ndjson"
     assert doc["source"] == {"kind": "local", "store": os.path.abspath(store_path)}
+    for f in (out, tmp_path / "all.ndjson.manifest.json"):  # readable like any file, not 0600
+        assert os.stat(f).st_mode & 0o777 == 0o644
 
 
 def test_local_round_trip_is_byte_identical(cli, store_path, tmp_path):
