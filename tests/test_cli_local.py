@@ -255,3 +255,13 @@ def test_quiet_and_no_color_flags(tmp_path, exe):
     r = exe("--quiet", "--no-color", "write", "--file", src, "--store", tmp_path / "q.db",
             "--format", "json")
     assert r.exit_code == 0 and r.stderr == "" and r.json()["written"] == 1
+
+
+def test_dynamic_completion_of_categories_and_streams(filled, exe):
+    env = {"EVENTODB_STORE": filled, "_EVENTODB_COMPLETE": "bash_complete"}
+    r = exe(env=dict(env, COMP_WORDS="eventodb category get acc", COMP_CWORD="3"))
+    assert r.stdout.split() == ["plain,account"]
+    r = exe(env=dict(env, COMP_WORDS="eventodb stream get account-1", COMP_CWORD="3"))
+    assert r.stdout.split() == ["plain,account-123", "plain,account-123+retry"]
+    r = exe(env=dict(env, COMP_WORDS="eventodb lag ord", COMP_CWORD="2"))
+    assert r.stdout.split() == ["plain,order"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .common import (check_batch_size, check_group, examples, format_option, get_store,
-                     out_format, target_options)
+from .common import (check_batch_size, check_group, complete_category, examples, format_option,
+                     get_store, out_format, target_options)
 
 
 @click.group()
@@ -14,7 +14,7 @@ def category():
 
 
 @category.command("get")
-@click.argument("name", metavar="CATEGORY")
+@click.argument("name", metavar="CATEGORY", shell_complete=complete_category)
 @click.option("--position", "-p", type=int, default=1, show_default=True, metavar="N",
               help="First global position to read.")
 @click.option("--batch-size", "-n", type=int, default=1000, show_default=True,

@@ -15,6 +15,22 @@ from ..store.resolve import Target
 _TARGET_KEY = "eventodb.target"
 
 
+def _lazy_complete(name: str):
+    """A ``shell_complete=`` callback that imports cli/completion.py only when completing."""
+
+    def callback(ctx, param, incomplete):
+        from . import completion
+
+        return getattr(completion, name)(ctx, param, incomplete)
+
+    return callback
+
+
+complete_category = _lazy_complete("complete_category")
+complete_stream = _lazy_complete("complete_stream")
+complete_profile = _lazy_complete("complete_profile")
+
+
 def _target(ctx: click.Context) -> Target:
     root = ctx.find_root()
     t = root.meta.get(_TARGET_KEY)
@@ -44,7 +60,8 @@ def target_options(f):
         click.option("--token-file", "token_file", metavar="PATH", expose_value=False,
                      callback=_set("token_file"), help="Read the server token from a file [env: EVENTODB_TOKEN_FILE]."),
         click.option("--profile", "profile", metavar="NAME", expose_value=False,
-                     callback=_set("profile"), help="Named target [env: EVENTODB_PROFILE]."),
+                     callback=_set("profile"), shell_complete=complete_profile,
+                     help="Named target [env: EVENTODB_PROFILE]."),
         click.option("--timeout", "timeout", type=float, metavar="SECONDS", expose_value=False,
                      callback=_set("timeout"), help="Server request timeout per attempt [env: EVENTODB_TIMEOUT; default 30]."),
         click.option("-v", "--verbose", "verbose", is_flag=True, expose_value=False,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from .common import check_group, examples, get_store, target_options
+from .common import complete_category, check_group, examples, get_store, target_options
 
 
 @click.command()
-@click.argument("category", metavar="CATEGORY")
+@click.argument("category", metavar="CATEGORY", shell_complete=complete_category)
 @click.option("--member", type=int, required=True, metavar="M", help="This consumer's member.")
 @click.option("--size", type=int, required=True, metavar="N", help="Consumer-group size.")
 @click.option("--checkpoint", "checkpoint", required=True, metavar="PATH",

@@ -8,7 +8,7 @@ import sys
 import click
 
 from ..errors import UsageError
-from .common import examples, format_option, get_store, out_format, target_options
+from .common import complete_category, examples, format_option, get_store, out_format, target_options
 
 TABLE_VIOLATIONS = 25  # violations listed in a table (JSON lists every one)
 
@@ -45,7 +45,7 @@ def _progress_bar(enabled: bool | None):
 
 # ===== verify-groups ============================================================================
 @click.command("verify-groups")
-@click.argument("category", metavar="CATEGORY")
+@click.argument("category", metavar="CATEGORY", shell_complete=complete_category)
 @click.option("--size", "-s", type=int, required=True, metavar="N", help="Consumer-group size.")
 @click.option("--write-test-data", "test_data", type=int, default=None, metavar="K",
               help="First write K test streams CATEGORY-<uuid> (one Test message each), so an "
@@ -149,7 +149,7 @@ def _verify_table(r: dict) -> None:
 
 # ===== simulate-scale ===========================================================================
 @click.command("simulate-scale")
-@click.argument("category", metavar="CATEGORY")
+@click.argument("category", metavar="CATEGORY", shell_complete=complete_category)
 @click.option("--from", "from_size", type=int, required=True, metavar="N",
               help="Current group size.")
 @click.option("--to", "to_size", type=int, required=True, metavar="M", help="New group size.")

@@ -7,11 +7,11 @@ import time
 
 import click
 
-from .common import examples, format_option, get_store, out_format, target_options
+from .common import complete_category, examples, format_option, get_store, out_format, target_options
 
 
 @click.command()
-@click.argument("category", metavar="CATEGORY")
+@click.argument("category", metavar="CATEGORY", shell_complete=complete_category)
 @click.option("--size", type=int, required=True, metavar="N", help="Consumer-group size.")
 @click.option("--checkpoints", "source", required=True, metavar="SOURCE",
               help="Checkpoint directory (every *.json) or one checkpoint file, as written by "

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from ..errors import UsageError
-from .common import (check_batch_size, examples, format_option, get_store, out_format,
-                     target_options)
+from .common import (check_batch_size, complete_stream, examples, format_option, get_store,
+                     out_format, target_options)
 
 
 @click.group()
@@ -15,7 +15,7 @@ def stream():
 
 
 @stream.command("get")
-@click.argument("name", metavar="STREAM")
+@click.argument("name", metavar="STREAM", shell_complete=complete_stream)
 @click.option("--position", "-p", type=int, default=None, metavar="N",
               help="First stream position to read (default 0).")
 @click.option("--global-position", "-g", type=int, default=None, metavar="N",
@@ -47,7 +47,7 @@ def stream_get(name, position, global_position, batch_size, read_all, fmt):
 
 
 @stream.command("last")
-@click.argument("name", metavar="STREAM")
+@click.argument("name", metavar="STREAM", shell_complete=complete_stream)
 @click.option("--type", "-t", "mtype", metavar="TYPE", help="Last message of this type.")
 @format_option
 @target_options
@@ -65,7 +65,7 @@ def stream_last(name, mtype, fmt):
 
 
 @stream.command("version")
-@click.argument("name", metavar="STREAM")
+@click.argument("name", metavar="STREAM", shell_complete=complete_stream)
 @format_option
 @target_options
 @examples(

@@ -8,11 +8,12 @@ import sys
 import click
 
 from ..errors import UsageError
-from .common import examples, format_option, get_store, out_format, read_json_arg, target_options
+from .common import (complete_stream, examples, format_option, get_store, out_format,
+                     read_json_arg, target_options)
 
 
 @click.command()
-@click.argument("stream", required=False)
+@click.argument("stream", required=False, shell_complete=complete_stream)
 @click.option("--type", "-t", "mtype", metavar="TYPE", help="Message type (single write).")
 @click.option("--data", "-d", metavar="JSON", help="Message data: JSON, @file or - (stdin). "
               "Default {}.")
