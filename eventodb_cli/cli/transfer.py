@@ -8,8 +8,8 @@ import sys
 import click
 
 from ..errors import UsageError
-from .common import examples, format_option, get_store, out_format, target_options
-from .completion import complete_category
+from .common import (complete_category, examples, format_option, get_store, out_format,
+                     target_options)
 
 
 def _split_categories(values) -> list[str]:
