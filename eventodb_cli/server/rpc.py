@@ -59,6 +59,12 @@ def _number(value, message: str) -> int:
     return _INT64_MIN if v < _INT64_MIN else _INT64_MAX if v > _INT64_MAX else v
 
 
+def _string(value, message: str) -> str:
+    if not isinstance(value, str):
+        raise _invalid(message)
+    return value
+
+
 def _options(args: list, index: int) -> dict | None:
     if len(args) <= index:
         return None
@@ -133,9 +139,7 @@ def parse_write(args: list) -> NewMessage:
     opts = _options(args, 2)
     if opts is not None:
         if "id" in opts:
-            mid = opts["id"]
-            if not isinstance(mid, str):
-                raise _invalid("options.id must be a string")
+            mid = _string(opts["id"], "options.id must be a string")
         if "expectedVersion" in opts:
             expected = _number(opts["expectedVersion"], "options.expectedVersion must be a number")
     if mid:
@@ -237,9 +241,7 @@ def stream_last(ctx: RpcContext, args: list) -> tuple[int, str]:
     mtype = None
     opts = _options(args, 1)
     if opts is not None and "type" in opts:
-        mtype = opts["type"]
-        if not isinstance(mtype, str):
-            raise _invalid("options.type must be a string")
+        mtype = _string(opts["type"], "options.type must be a string")
     what = "Failed to get last message"
     try:
         m = ctx.reader(what).stream_last(stream, mtype or None)
@@ -278,9 +280,7 @@ def category_get(ctx: RpcContext, args: list) -> tuple[int, str]:
         if "batchSize" in opts:
             batch = _batch_size(opts)
         if "correlation" in opts:
-            correlation = opts["correlation"]
-            if not isinstance(correlation, str):
-                raise _invalid("options.correlation must be a string")
+            correlation = _string(opts["correlation"], "options.correlation must be a string")
         if "consumerGroup" in opts:
             group = opts["consumerGroup"]
             if not isinstance(group, dict):
@@ -326,13 +326,9 @@ def ns_create(ctx: RpcContext, args: list) -> tuple[int, str]:
     opts = _options(args, 1)
     if opts is not None:
         if "description" in opts:
-            description = opts["description"]
-            if not isinstance(description, str):
-                raise _invalid("options.description must be a string")
+            description = _string(opts["description"], "options.description must be a string")
         if "token" in opts:
-            token = opts["token"]
-            if not isinstance(token, str):
-                raise _invalid("options.token must be a string")
+            token = _string(opts["token"], "options.token must be a string")
             try:
                 token_ns = parse_token(token)
             except TokenError as e:
@@ -415,13 +411,9 @@ def ns_streams(ctx: RpcContext, args: list) -> tuple[int, str]:
     opts = _options(args, 0)
     if opts is not None:
         if "prefix" in opts:
-            prefix = opts["prefix"]
-            if not isinstance(prefix, str):
-                raise _invalid("prefix must be a string")
+            prefix = _string(opts["prefix"], "prefix must be a string")
         if "cursor" in opts:
-            cursor = opts["cursor"]
-            if not isinstance(cursor, str):
-                raise _invalid("cursor must be a string")
+            cursor = _string(opts["cursor"], "cursor must be a string")
         if "limit" in opts:
             limit = _number(opts["limit"], "limit must be a number")
             if limit < 1 or limit > 1000:
