@@ -65,6 +65,19 @@ def _string(value, message: str) -> str:
     return value
 
 
+def _read_options(opts: dict | None, position: int) -> tuple[int, int | None, int]:
+    """``position``, ``globalPosition`` and ``batchSize`` of stream.get / category.get."""
+    gpos, batch = None, 1000
+    if opts is not None:
+        if "position" in opts:
+            position = _number(opts["position"], "options.position must be a number")
+        if "globalPosition" in opts:
+            gpos = _number(opts["globalPosition"], "options.globalPosition must be a number")
+        if "batchSize" in opts:
+            batch = _batch_size(opts)
+    return position, gpos, batch
+
+
 def _options(args: list, index: int) -> dict | None:
     if len(args) <= index:
         return None
@@ -112,6 +125,15 @@ class RpcContext:
             return self.ns(what).reader()
         except NamespaceGone:
             raise RpcError("BACKEND_ERROR", f"{what}: namespace not found") from None
+
+    def read(self, what: str, method: str, *args):
+        """Call a read ``method`` of the namespace's store; a store failure is BACKEND_ERROR
+        ``<what>: <reason>``, as the Go server words it."""
+        store = self.reader(what)
+        try:
+            return getattr(store, method)(*args)
+        except StoreError as e:
+            raise RpcError("BACKEND_ERROR", f"{what}: {e.message}") from None
 
 
 # --- stream and category methods -------------------------------------------------------------
@@ -217,20 +239,8 @@ def stream_get(ctx: RpcContext, args: list) -> tuple[int, str]:
     if len(args) < 1:
         raise _invalid("stream.get requires at least 1 argument: streamName")
     stream = _stream_name(args)
-    position, gpos, batch = 0, None, 1000
-    opts = _options(args, 1)
-    if opts is not None:
-        if "position" in opts:
-            position = _number(opts["position"], "options.position must be a number")
-        if "globalPosition" in opts:
-            gpos = _number(opts["globalPosition"], "options.globalPosition must be a number")
-        if "batchSize" in opts:
-            batch = _batch_size(opts)
-    what = "Failed to get messages"
-    try:
-        msgs = ctx.reader(what).stream_get(stream, position, gpos, batch)
-    except StoreError as e:
-        raise RpcError("BACKEND_ERROR", f"{what}: {e.message}") from None
+    position, gpos, batch = _read_options(_options(args, 1), 0)
+    msgs = ctx.read("Failed to get messages", "stream_get", stream, position, gpos, batch)
     return 200, go_escape(_json_list(m.to_stream_wire() for m in msgs)) + "\n"
 
 
@@ -242,11 +252,7 @@ def stream_last(ctx: RpcContext, args: list) -> tuple[int, str]:
     opts = _options(args, 1)
     if opts is not None and "type" in opts:
         mtype = _string(opts["type"], "options.type must be a string")
-    what = "Failed to get last message"
-    try:
-        m = ctx.reader(what).stream_last(stream, mtype or None)
-    except StoreError as e:
-        raise RpcError("BACKEND_ERROR", f"{what}: {e.message}") from None
+    m = ctx.read("Failed to get last message", "stream_last", stream, mtype or None)
     return 200, ("null" if m is None else go_escape(m.to_stream_wire())) + "\n"
 
 
@@ -254,11 +260,7 @@ def stream_version(ctx: RpcContext, args: list) -> tuple[int, str]:
     if len(args) < 1:
         raise _invalid("stream.version requires 1 argument: streamName")
     stream = _stream_name(args)
-    what = "Failed to get stream version"
-    try:
-        v = ctx.reader(what).stream_version(stream)
-    except StoreError as e:
-        raise RpcError("BACKEND_ERROR", f"{what}: {e.message}") from None
+    v = ctx.read("Failed to get stream version", "stream_version", stream)
     return 200, ("null" if v is None else str(v)) + "\n"
 
 
@@ -268,17 +270,11 @@ def category_get(ctx: RpcContext, args: list) -> tuple[int, str]:
     name = args[0]
     if not isinstance(name, str):
         raise _invalid("categoryName must be a string")
-    position, gpos, batch = 1, None, 1000
     correlation = None
     member = size = None
     opts = _options(args, 1)
+    position, gpos, batch = _read_options(opts, 1)
     if opts is not None:
-        if "position" in opts:
-            position = _number(opts["position"], "options.position must be a number")
-        if "globalPosition" in opts:
-            gpos = _number(opts["globalPosition"], "options.globalPosition must be a number")
-        if "batchSize" in opts:
-            batch = _batch_size(opts)
         if "correlation" in opts:
             correlation = _string(opts["correlation"], "options.correlation must be a string")
         if "consumerGroup" in opts:
@@ -300,12 +296,8 @@ def category_get(ctx: RpcContext, args: list) -> tuple[int, str]:
                 raise _invalid("options.consumerGroup requires both member and size")
     if gpos is not None:
         position = gpos
-    what = "Failed to get category messages"
-    try:
-        msgs = ctx.reader(what).category_get(name, position, batch, correlation or None,
-                                              member, size)
-    except StoreError as e:
-        raise RpcError("BACKEND_ERROR", f"{what}: {e.message}") from None
+    msgs = ctx.read("Failed to get category messages", "category_get", name, position, batch,
+                    correlation or None, member, size)
     return 200, go_escape(_json_list(m.to_category_wire() for m in msgs)) + "\n"
 
 
@@ -418,20 +410,12 @@ def ns_streams(ctx: RpcContext, args: list) -> tuple[int, str]:
             limit = _number(opts["limit"], "limit must be a number")
             if limit < 1 or limit > 1000:
                 raise _invalid("limit must be between 1 and 1000")
-    what = "Failed to list streams"
-    try:
-        rows = ctx.reader(what).list_streams(prefix, cursor, limit)
-    except StoreError as e:
-        raise RpcError("BACKEND_ERROR", f"{what}: {e.message}") from None
+    rows = ctx.read("Failed to list streams", "list_streams", prefix, cursor, limit)
     return 200, dumps(rows) + "\n"
 
 
 def ns_categories(ctx: RpcContext, args: list) -> tuple[int, str]:
-    what = "Failed to list categories"
-    try:
-        rows = ctx.reader(what).list_categories()
-    except StoreError as e:
-        raise RpcError("BACKEND_ERROR", f"{what}: {e.message}") from None
+    rows = ctx.read("Failed to list categories", "list_categories")
     return 200, dumps(rows) + "\n"
 
 
