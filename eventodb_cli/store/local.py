@@ -159,14 +159,16 @@ class LocalStore(Store):
         except sqlite3.OperationalError as e:
             raise StoreError(f"cannot write to {self.path}: {e}") from None
         try:
-            results, rows, versions, head = self._prepare_rows(c, msgs)
+            results, rows, pending, head, dv = self._prepare_rows(c, msgs)
             c.executemany(_INSERT, rows)
             c.execute("COMMIT")
-            if len(versions) > 100_000:
-                versions.clear()
-            self._versions = versions
+            if len(self._versions) + len(pending) > 100_000:
+                self._versions.clear()
+            self._versions.update(pending)
             self._head = head
-            self._cache_dv = c.execute("PRAGMA data_version").fetchone()[0]
+            # read inside our write transaction: no other commit came between it and ours,
+            # and our own commits do not change this connection's data_version
+            self._cache_dv = dv
         except sqlite3.IntegrityError as e:
             c.execute("ROLLBACK")
             if "messages.id" in str(e):
@@ -188,7 +190,8 @@ class LocalStore(Store):
             self._head = c.execute(
                 "SELECT coalesce(max(global_position), 0) FROM messages").fetchone()[0]
         gpos = self._head
-        versions = dict(self._versions)  # committed into the cache only after COMMIT
+        cached = self._versions
+        pending: dict[str, int] = {}  # this batch's versions: into the cache after COMMIT
         hashes = self._hashes
         now = _time.time_ns()
         rows = []
@@ -198,14 +201,16 @@ class LocalStore(Store):
         k = 0
         for m in msgs:
             stream = m.stream_name
-            v = versions.get(stream)
+            v = pending.get(stream)
             if v is None:
-                got = c.execute(version_q, (stream,)).fetchone()[0]
-                v = -1 if got is None else got
+                v = cached.get(stream)
+                if v is None:
+                    got = c.execute(version_q, (stream,)).fetchone()[0]
+                    v = -1 if got is None else got
             if m.expected_version is not None and m.expected_version != v:
                 raise VersionConflict(stream, m.expected_version, v)
             v += 1
-            versions[stream] = v
+            pending[stream] = v
             gpos += 1
             mid = m.id
             if not mid:
@@ -219,7 +224,7 @@ class LocalStore(Store):
             rows.append((gpos, mid, stream, m.type, v, m.data, m.metadata, now, ch[0], ch[1],
                          row_checksum(mid, stream, m.type, v, gpos, m.data, m.metadata, now)))
             results.append(WriteResult(v, gpos))
-        return results, rows, versions, gpos
+        return results, rows, pending, gpos, dv
 
     def _first_duplicate(self, msgs: Sequence[NewMessage]) -> str | None:
         seen: set[str] = set()
