@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -18,16 +16,6 @@ WORK = ROOT / "bench" / "work"
 def exe() -> str:
     found = shutil.which("eventodb") or str(Path(sys.executable).parent / "eventodb")
     return found
-
-
-def timed(fn, repeat: int = 5) -> tuple[float, list[float]]:
-    """Median wall time of ``repeat`` calls of ``fn`` (seconds) and all samples."""
-    samples = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
-    return statistics.median(samples), samples
 
 
 def run(*args, **kw) -> subprocess.CompletedProcess:

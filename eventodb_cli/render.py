@@ -142,7 +142,7 @@ def emit_rows(rows: Iterable[dict], fmt: str, columns: Sequence[str] | None = No
             out.write(dumps(r) + "\n")
     elif fmt == "json":
         rows = list(rows)
-        out.write(json.dumps(rows, ensure_ascii=False, indent=None, separators=(",", ":")) + "\n")
+        out.write(dumps(rows) + "\n")
     else:
         from rich.table import Table
 
