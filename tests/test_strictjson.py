@@ -15,9 +15,8 @@ ACCEPTED = ['{"a":1.5}', '"\\ud83d\\ude00"', '[1e308,-1e308,0,null,true]', '{"s"
 
 @pytest.mark.parametrize("text", REFUSED)
 def test_refused(text):
-    assert json.loads(text) is not None or True  # Python's own json takes these...
     with pytest.raises(strictjson.StrictJSONError):
-        strictjson.loads(text)  # ...ours does not
+        strictjson.loads(text)
     with pytest.raises(ValueError):
         strictjson.raw_decode(text)
 
