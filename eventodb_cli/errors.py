@@ -64,6 +64,15 @@ class StoreError(EventoError):
     code = "BACKEND_ERROR"
 
 
+class DiskFull(StoreError):
+    """The disk (or the store's quota) is full: nothing of the failing transaction was written,
+    the store is intact. ``written`` says how many messages earlier transactions committed."""
+
+    def __init__(self, message: str = "disk full", *, written: int | None = None):
+        super().__init__(message, details={} if written is None else {"written": written})
+        self.written = written
+
+
 class DuplicateMessageId(EventoError):
     """A message id that already exists in the store (the write is not applied)."""
 

@@ -14,6 +14,14 @@ from ..store.resolve import Target
 
 _TARGET_KEY = "eventodb.target"
 
+# Integer options: every number a store or server takes is a signed 64-bit integer, so a value
+# outside that range is a usage error (exit 2) at parse time, never an OverflowError later.
+# Use these (or a narrower click.IntRange) for every integer option, never a bare ``type=int``.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+INT64 = click.IntRange(INT64_MIN, INT64_MAX)
+NON_NEGATIVE = click.IntRange(0, INT64_MAX)
+POSITIVE = click.IntRange(1, INT64_MAX)
+
 
 def _lazy_complete(name: str):
     """A ``shell_complete=`` callback that imports cli/completion.py only when completing."""

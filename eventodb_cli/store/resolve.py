@@ -151,6 +151,8 @@ def resolve_target(target: Target) -> Target:
         return t
 
     # --- a server: URL, token, timeout ---
+    if is_postgres_url(t.url):  # Message DB: store/postgres.py resolves its own credentials
+        return t
     t.url, url_token = _split_url_token(t.url)
     if not t.url.startswith(("http://", "https://")):
         raise UsageError(f"server URL must start with http:// or https:// (got {t.url!r}, "
@@ -181,10 +183,23 @@ def resolve_target(target: Target) -> Target:
     return t
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(url: str | None) -> bool:
+    """A Message DB (PostgreSQL) URL: the scheme picks the kind of store."""
+    return bool(url) and url.lower().startswith(POSTGRES_SCHEMES)
+
+
 def open_store(target: Target, *, create: bool = False) -> Store:
-    """Open the store the target names: a LocalStore, or a RemoteStore for a server. ``create``
-    only for writes: reads never create a local store (a server needs no creating)."""
+    """Open the store the target names: a LocalStore, a RemoteStore for a server, or a
+    PostgresStore for Message DB. ``create`` only for writes: reads never create a local store
+    (a server needs no creating)."""
     t = resolve_target(target)
+    if is_postgres_url(t.url):
+        from .postgres import open_postgres  # psycopg is imported only for this target
+
+        return open_postgres(t)
     if t.url:
         from .remote import RemoteStore
 
