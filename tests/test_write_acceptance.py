@@ -13,63 +13,97 @@ from conftest import exe_path
 
 from eventodb_cli.store.local import LocalStore
 
+# One writer process: ``n`` writes to one stream, each ``stream version`` then ``write
+# --expected-version``, retrying on a conflict. ``exe`` runs each command through the installed
+# executable (a process per command); ``inproc`` runs the same click entry point inside this
+# process (the same code path, exit codes and stderr, without ~2,000 process starts: the suite
+# used to spend minutes here and hit the timeout on a busy machine).
 WRITER = textwrap.dedent(
     """
     import json, subprocess, sys
-    exe, store, stream, n, tag = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+    mode, exe, store, stream, n, tag = (sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4],
+                                        int(sys.argv[5]), sys.argv[6])
+    if mode == "inproc":
+        from click.testing import CliRunner
+        from eventodb_cli.cli.main import cli
+        try:
+            runner = CliRunner(mix_stderr=False)
+        except TypeError:
+            runner = CliRunner()
+
+        def run(args):
+            r = runner.invoke(cli, args, prog_name="eventodb")
+            return r.exit_code, r.stdout, r.stderr
+    else:
+        def run(args):
+            p = subprocess.run([exe, *args], capture_output=True, text=True)
+            return p.returncode, p.stdout, p.stderr
     conflicts = other = 0
     written = 0
     while written < n:
-        v = subprocess.run([exe, "stream", "version", stream, "--store", store, "--format", "json"],
-                           capture_output=True, text=True)
-        if v.returncode not in (0, 4):
-            sys.exit("version failed: " + v.stderr)
-        version = json.loads(v.stdout) if v.returncode == 0 else None
+        code, out, err = run(["stream", "version", stream, "--store", store, "--format", "json"])
+        if code not in (0, 4):
+            sys.exit("version failed: " + err)
+        version = json.loads(out) if code == 0 else None
         expected = -1 if version is None else version
-        r = subprocess.run([exe, "write", stream, "--type", "Counted", "--data",
-                            json.dumps({"writer": tag, "n": written}),
-                            "--expected-version", str(expected), "--store", store,
-                            "--format", "json"], capture_output=True, text=True)
-        if r.returncode == 0:
+        code, out, err = run(["write", stream, "--type", "Counted", "--data",
+                              json.dumps({"writer": tag, "n": written}),
+                              "--expected-version", str(expected), "--store", store,
+                              "--format", "json"])
+        if code == 0:
             written += 1
-        elif r.returncode == 3 and "Expected version" in r.stderr:
+        elif code == 3 and "Expected version" in err and err.count("\\n") == 1:
             conflicts += 1
         else:
             other += 1
-            sys.exit(f"unexpected exit {r.returncode}: {r.stderr}")
+            sys.exit(f"unexpected exit {code}: {err}")
     print(json.dumps({"conflicts": conflicts, "other": other}))
     """
 )
 
 
-def test_four_processes_expected_version(tmp_path):
-    """4 processes x 250 writes to one stream, retrying on conflict: positions 0..999 exactly,
-    no duplicate ids, every conflict reported as exit 3."""
+def _race(tmp_path, mode: str, per_writer: int) -> list[int]:
+    """4 processes x ``per_writer`` writes to one stream, retrying on conflict: positions
+    0..4*per_writer-1 exactly, no duplicate ids, every conflict reported as exit 3 in one line."""
     store = str(tmp_path / "conc.db")
     # the first write creates the store; the race is on the stream, not on the file
     LocalStore(store, create=True).close()
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
-    procs = [subprocess.Popen([sys.executable, str(script), exe_path(), store, "counter-1",
-                               "250", f"w{i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for i in range(4)]
+    procs = [subprocess.Popen([sys.executable, str(script), mode, exe_path(), store,
+                               "counter-1", str(per_writer), f"w{i}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(4)]
     results = []
     for p in procs:
-        out, err = p.communicate(timeout=900)
+        out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
         results.append(json.loads(out))
+    total = 4 * per_writer
     conn = sqlite3.connect(store)
     positions = [r[0] for r in conn.execute(
         "SELECT position FROM messages WHERE stream_name='counter-1' ORDER BY position")]
-    assert positions == list(range(1000))
+    assert positions == list(range(total))
     ids = [r[0] for r in conn.execute("SELECT id FROM messages")]
-    assert len(ids) == len(set(ids)) == 1000
-    per_writer = dict(conn.execute(
+    assert len(ids) == len(set(ids)) == total
+    per = dict(conn.execute(
         "SELECT json_extract(data,'$.writer'), count(*) FROM messages GROUP BY 1"))
-    assert per_writer == {f"w{i}": 250 for i in range(4)}
+    assert per == {f"w{i}": per_writer for i in range(4)}
     assert all(r["other"] == 0 for r in results)
-    # with 4 racing writers some conflicts must have happened and all were exit 3
-    print("conflicts per writer:", [r["conflicts"] for r in results])
+    conflicts = [r["conflicts"] for r in results]
+    print("conflicts per writer:", conflicts)
+    return conflicts
+
+
+def test_four_processes_expected_version(tmp_path):
+    """4 processes x 250 writes through the CLI entry point: positions 0..999 exactly."""
+    conflicts = _race(tmp_path, "inproc", 250)
+    assert sum(conflicts) > 0  # 4 racing writers on one stream must have collided
+
+
+def test_four_processes_expected_version_executable(tmp_path):
+    """The same race through the installed executable, at 4 x 10 writes."""
+    _race(tmp_path, "exe", 10)
 
 
 def _ndjson_file(path, n, bad_line=None):
