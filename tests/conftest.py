@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+pytest_plugins = ["pg_fixture"]  # messagedb, mdb_url: a private PostgreSQL with Message DB
+
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT.parent / "shared" / "vectors" / "hash64-messagedb.jsonl"
 if not VECTORS.exists():  # a clean clone keeps its own copy

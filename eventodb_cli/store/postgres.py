@@ -1,0 +1,450 @@
+"""Message DB on PostgreSQL as a store (``--url postgresql://...``), through psycopg 3.
+
+Everything a Message DB client does goes through Message DB's own server functions, as Eventide
+and message-db-py do: ``write_message`` (expected version, client ids), ``get_stream_messages``,
+``get_category_messages`` (position, batch size, correlation, consumer group member and size),
+``get_last_stream_message``, ``stream_version``, ``message_store_version``. The functions call
+each other unqualified, so every session runs with ``search_path=message_store,public``; any role
+with the privileges Message DB grants its ``message_store`` role can be used.
+
+Plain SQL on ``message_store.messages`` is used only where Message DB has no function for the job
+(docs/messagedb.md lists each): reads of every category (``category get ''``, export of the whole
+database), a stream read from a global position or of a name without ``-`` (Message DB's
+``get_stream_messages`` refuses those), listings and counts, the fast counts for lag/verify-groups
+(computed with Message DB's own ``hash_64(cardinal_id(...))``, so the member is Message DB's by
+construction), and ``import`` (a direct INSERT: ``write_message`` cannot keep a global position).
+
+The password (from the URL, ``--token``/``--token-file``, the profile, or libpq's PGPASSWORD and
+``~/.pgpass``) never appears in output: ``url`` and every error message show ``***`` instead.
+psycopg is imported only here, so local-store startup does not pay for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import datetime, timedelta
+from typing import Sequence
+
+import psycopg
+from psycopg import errors as pgerr
+
+from ..domain.message import Message, NewMessage, WriteResult, canonical_json
+from ..errors import (DiskFull, DuplicateMessageId, NotFound, StoreError, Unreachable,
+                      UsageError, VersionConflict)
+from .base import Store
+
+SEARCH_PATH = "-c search_path=message_store,public"
+SEQUENCE = "message_store.messages_global_position_seq"
+# Message DB's get_category_messages casts the group size to smallint
+MAX_FUNCTION_GROUP_SIZE = 32767
+_EPOCH = datetime(1970, 1, 1)
+
+# the columns of Message DB's ``message`` type, time as integer microseconds (UTC)
+_COLS = ("id, stream_name, type, position, global_position, data, metadata, "
+         "(extract(epoch FROM time) * 1000000)::bigint")
+_TABLE_COLS = ("id::varchar, stream_name, type, position, global_position, data::varchar, "
+               "metadata::varchar, (extract(epoch FROM time) * 1000000)::bigint")
+_WRITE = ("SELECT p, currval('" + SEQUENCE + "') FROM write_message(%s::varchar, %s::varchar, "
+          "%s::varchar, %s::jsonb, %s::jsonb, %s::bigint) AS p")
+_MEMBER = "MOD(@hash_64(cardinal_id(stream_name)), %s) = %s"
+_WRONG_VERSION = re.compile(
+    r"Wrong expected version: (-?\d+) \(Stream: (.*), Stream Version: (-?\d+)\)", re.S)
+_USAGE_RAISES = ("Consumer group", "Must be a category", "Must be a stream name",
+                 "Correlation must be a category", "Retrieval with SQL condition")
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password (``user:PASSWORD@`` or ``?password=``) replaced by ``***``."""
+    out = re.sub(r"^([a-zA-Z]+://[^/@:?#]*:)[^@/?#]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", out, flags=re.I)
+
+
+def _password_from(target) -> str | None:
+    """``--token`` > ``--token-file`` > the profile's token/token_file; else libpq decides
+    (the URL's own password, PGPASSWORD, PGPASSFILE / ~/.pgpass)."""
+    from .resolve import _read_token_file
+
+    if target.token:
+        return target.token
+    if target.token_file:
+        return _read_token_file(target.token_file)
+    if target.profile:
+        from . import profiles as P
+
+        prof = P.get_profile(target.profile)
+        if prof.get("token"):
+            return prof["token"]
+        if prof.get("token_file"):
+            return _read_token_file(prof["token_file"])
+    return None
+
+
+def _timeout_from(target) -> float:
+    if target.timeout:
+        return float(target.timeout)
+    from .resolve import DEFAULT_TIMEOUT, _env_float
+
+    return _env_float("EVENTODB_TIMEOUT") or DEFAULT_TIMEOUT
+
+
+def open_postgres(target) -> "PostgresStore":
+    """Open the Message DB database a resolved ``Target`` names (store/resolve.py)."""
+    return PostgresStore(target.url, password=_password_from(target),
+                         timeout=_timeout_from(target), verbose=target.verbose)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _us_to_ns(us: int) -> int:
+    return us * 1000
+
+
+def _json_text(text: str | None) -> str | None:
+    """jsonb's text (``{"a": 1}``, keys by length) as our canonical JSON text."""
+    return None if text is None else canonical_json(json.loads(text))
+
+
+def _message(row) -> Message:
+    mid, stream, mtype, pos, gpos, data, meta, us = row
+    return Message(str(mid), stream, mtype, pos, gpos,
+                   "null" if data is None else canonical_json(json.loads(data)),
+                   None if meta is None else canonical_json(json.loads(meta)), us * 1000)
+
+
+def _pg_uuid(mid: str) -> str:
+    """Our ids follow Go's uuid.Parse; PostgreSQL's uuid input has no ``urn:uuid:`` form."""
+    return mid[9:] if mid[:9].lower() == "urn:uuid:" else mid
+
+
+class PostgresStore(Store):
+    kind = "postgres"
+
+    def __init__(self, url: str, *, password: str | None = None, timeout: float = 30.0,
+                 verbose: bool = False):
+        self.url = mask_url(url)  # what describe_source and messages show
+        self._secrets = [s for s in (password, _url_password(url)) if s]
+        self.timeout = timeout
+        self.verbose = verbose
+        kwargs = {"autocommit": True, "connect_timeout": max(1, int(round(timeout))),
+                  "application_name": "eventodb"}
+        try:
+            info = psycopg.conninfo.conninfo_to_dict(url)
+        except psycopg.ProgrammingError as e:
+            raise UsageError(f"not a usable PostgreSQL URL {self.url}: "
+                             f"{self._redact(str(e))}") from None
+        opts = info.get("options")
+        kwargs["options"] = f"{opts} {SEARCH_PATH}" if opts else SEARCH_PATH
+        if password:
+            kwargs["password"] = password
+        try:
+            self._pg = psycopg.connect(url, **kwargs)
+        except psycopg.OperationalError as e:
+            raise Unreachable(f"cannot connect to Message DB at {self.url}: "
+                              f"{self._reason(e)}") from None
+        except psycopg.Error as e:
+            raise Unreachable(f"cannot connect to Message DB at {self.url}: "
+                              f"{self._reason(e)}") from None
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.url!r})"
+
+    def close(self) -> None:
+        if getattr(self, "_pg", None) is not None:
+            self._pg.close()
+
+    # --- errors -------------------------------------------------------------------------------
+    def _redact(self, text: str) -> str:
+        for s in self._secrets:
+            text = text.replace(s, "***")
+        return mask_url(text)
+
+    def _reason(self, e: Exception) -> str:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        text = lines[0] if lines else type(e).__name__
+        # libpq: 'connection failed: connection to server at "h", port p failed: FATAL: ...'
+        m = re.search(r"(FATAL|ERROR):\s*(.*)$", text)
+        if m:
+            text = m.group(2)
+        elif ": " in text and text.startswith("connection failed"):
+            text = text.split(": ", 1)[1]
+        return self._redact(_one_line(text))
+
+    def _error(self, e: Exception, what: str) -> Exception:
+        """A psycopg error as one of ours (errors.py), message on one line, no password."""
+        if isinstance(e, pgerr.RaiseException):
+            msg = _one_line(e.diag.message_primary or str(e))
+            m = _WRONG_VERSION.search(msg)
+            if m:
+                return VersionConflict(m.group(2), int(m.group(1)), int(m.group(3)))
+            if msg.startswith(_USAGE_RAISES):
+                return UsageError(self._redact(msg))
+            return StoreError(f"{what}: {self._redact(msg)}")
+        if isinstance(e, pgerr.UniqueViolation):
+            detail = e.diag.message_detail or ""
+            m = re.search(r"Key \(id\)=\(([^)]*)\)", detail)
+            if m:
+                return DuplicateMessageId(m.group(1))
+            return StoreError(f"{what}: {self._redact(_one_line(detail or str(e)))}")
+        if isinstance(e, (pgerr.UndefinedFunction, pgerr.InvalidSchemaName,
+                          pgerr.UndefinedTable)):
+            return StoreError(f"{what}: Message DB is not installed in {self.url} (or this "
+                              f"role cannot see schema message_store): {self._reason(e)}")
+        if isinstance(e, pgerr.InsufficientPrivilege):
+            return StoreError(f"{what}: permission denied for this role on {self.url}: "
+                              f"{self._reason(e)}")
+        if isinstance(e, pgerr.DiskFull):
+            return DiskFull(f"{what}: disk full on {self.url}")
+        if isinstance(e, (pgerr.InvalidTextRepresentation, pgerr.NumericValueOutOfRange,
+                          pgerr.UntranslatableCharacter, pgerr.CharacterNotInRepertoire)):
+            return UsageError(f"{what}: {self._reason(e)}")
+        if isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return Unreachable(f"{what}: lost the connection to {self.url}: {self._reason(e)}")
+        return StoreError(f"{what}: {self._reason(e)}")
+
+    def _query(self, sql: str, params: tuple, what: str) -> list[tuple]:
+        try:
+            with self._pg.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall()
+        except psycopg.Error as e:
+            raise self._error(e, what) from None
+
+    def _messages(self, sql: str, params: tuple, what: str) -> list[Message]:
+        return [_message(r) for r in self._query(sql, params, what)]
+
+    def _scalar(self, sql: str, params: tuple, what: str):
+        rows = self._query(sql, params, what)
+        return rows[0][0] if rows else None
+
+    # --- writes -------------------------------------------------------------------------------
+    def write_batch(self, msgs: Sequence[NewMessage]) -> list[WriteResult]:
+        """``write_message`` for each, in ONE transaction: all of them, or (any error) none."""
+        if not msgs:
+            return []
+        from .local import new_ids
+
+        ids = iter(new_ids(sum(1 for m in msgs if not m.id)))
+        params = [(_pg_uuid(m.id) if m.id else next(ids), m.stream_name, m.type, m.data,
+                   m.metadata, m.expected_version) for m in msgs]
+        results: list[WriteResult] = []
+        try:
+            with self._pg.transaction(), self._pg.cursor() as cur:
+                if len(params) == 1:
+                    cur.execute(_WRITE, params[0])
+                else:
+                    cur.executemany(_WRITE, params, returning=True)
+                while True:
+                    pos, gpos = cur.fetchone()
+                    results.append(WriteResult(pos, gpos))
+                    if not cur.nextset():
+                        break
+        except psycopg.Error as e:
+            raise self._error(e, "write failed") from None
+        return results
+
+    # --- reads --------------------------------------------------------------------------------
+    def stream_get(self, stream, position=0, global_position=None, batch_size=1000):
+        limit = -1 if batch_size is None or batch_size <= 0 else batch_size
+        if global_position is None and "-" in stream:
+            return self._messages(
+                f"SELECT {_COLS} FROM get_stream_messages(%s::varchar, %s::bigint, %s::bigint)",
+                (stream, position, limit), "stream read failed")
+        # no function for these: a name without '-' (get_stream_messages refuses it) or a read
+        # from a global position (EventoDB's stream.get option)
+        sql = f"SELECT {_TABLE_COLS} FROM messages WHERE stream_name = %s"
+        params: list = [stream]
+        if global_position is not None:
+            sql += " AND global_position >= %s"
+            params.append(global_position)
+        else:
+            sql += " AND position >= %s"
+            params.append(position)
+        sql += " ORDER BY position"
+        if limit > 0:
+            sql += " LIMIT %s"
+            params.append(limit)
+        return self._messages(sql, tuple(params), "stream read failed")
+
+    def stream_last(self, stream, type=None):
+        if type:
+            rows = self._messages(
+                f"SELECT {_COLS} FROM get_last_stream_message(%s::varchar, %s::varchar)",
+                (stream, type), "stream read failed")
+        else:
+            rows = self._messages(f"SELECT {_COLS} FROM get_last_stream_message(%s::varchar)",
+                                  (stream,), "stream read failed")
+        return rows[0] if rows else None
+
+    def stream_version(self, stream):
+        return self._scalar("SELECT stream_version(%s::varchar)", (stream,),
+                            "stream version failed")
+
+    def category_get(self, category, position=1, batch_size=1000, correlation=None,
+                     member=None, size=None):
+        limit = -1 if batch_size is None or batch_size <= 0 else batch_size
+        if (member is None) != (size is None):
+            raise UsageError("consumer group member and size must be given together")
+        if category == "" or "-" in category or (correlation and "-" in correlation):
+            # every category (no function reads them all), or a name that cannot match
+            return self._category_sql(category, position, limit, correlation, member, size)
+        if size is not None and not 0 <= member < size:
+            raise UsageError(f"consumer group member must be >= 0 and < size "
+                             f"(member {member}, size {size})")
+        if size is not None and size > MAX_FUNCTION_GROUP_SIZE:
+            return self._category_sql(category, position, limit, correlation, member, size)
+        return self._messages(
+            f"SELECT {_COLS} FROM get_category_messages(%s::varchar, %s::bigint, %s::bigint, "
+            "%s::varchar, %s::bigint, %s::bigint)",
+            (category, position, limit, correlation or None, member, size),
+            "category read failed")
+
+    def _category_sql(self, category, position, limit, correlation, member, size):
+        """The same filter as get_category_messages, in plain SQL on the table."""
+        where = ["global_position >= %s"]
+        params: list = [position]
+        if category != "":
+            where.insert(0, "category(stream_name) = %s")
+            params.insert(0, category)
+        if correlation:
+            where.append("category(metadata->>'correlationStreamName') = %s")
+            params.append(correlation)
+        if size is not None:
+            where.append(_MEMBER)
+            params += [size, member]
+        sql = f"SELECT {_TABLE_COLS} FROM messages WHERE {' AND '.join(where)} " \
+              "ORDER BY global_position"
+        if limit > 0:
+            sql += " LIMIT %s"
+            params.append(limit)
+        return self._messages(sql, tuple(params), "category read failed")
+
+    def category_head(self, category):
+        """One indexed ``max``: Message DB's category index is on category(stream_name)."""
+        if category == "":
+            return self._scalar("SELECT max(global_position) FROM messages", (),
+                                "category head failed")
+        return self._scalar("SELECT max(global_position) FROM messages "
+                            "WHERE category(stream_name) = %s", (category,),
+                            "category head failed")
+
+    # --- listings (ns.streams / ns.categories / counts) ---------------------------------------
+    def list_streams(self, prefix: str = "", cursor: str = "", limit: int = 100) -> list[dict]:
+        """Streams sorted by name (byte order) after ``cursor``, names starting with ``prefix``.
+        Rows: stream, version, lastActivity."""
+        from ..domain.message import format_time
+
+        sql = ("SELECT stream_name, max(position), "
+               "(extract(epoch FROM max(time)) * 1000000)::bigint FROM messages "
+               "WHERE stream_name COLLATE \"C\" > %s")
+        params: list = [cursor]
+        if prefix:
+            sql += " AND left(stream_name, %s) = %s"
+            params += [len(prefix), prefix]
+        sql += " GROUP BY stream_name ORDER BY stream_name COLLATE \"C\" LIMIT %s"
+        params.append(limit)
+        return [{"lastActivity": format_time(us * 1000), "stream": s, "version": v}
+                for s, v, us in self._query(sql, tuple(params), "stream listing failed")]
+
+    def list_categories(self) -> list[dict]:
+        """Rows: category, messageCount, streamCount; sorted by category (byte order)."""
+        rows = self._query(
+            "SELECT category(stream_name) AS c, count(*), count(DISTINCT stream_name) "
+            "FROM messages GROUP BY c ORDER BY c COLLATE \"C\"", (), "category listing failed")
+        return [{"category": c, "messageCount": n, "streamCount": s} for c, n, s in rows]
+
+    def message_count(self) -> int:
+        return self._scalar("SELECT count(*) FROM messages", (), "count failed")
+
+    # --- server version / health (cli/server.py) ----------------------------------------------
+    def server_version(self) -> dict:
+        v = self._scalar("SELECT message_store_version()", (), "version failed")
+        pg = self._pg.info.server_version
+        return {"version": v, "server": "messagedb",
+                "postgres": f"{pg // 10000}.{pg % 10000}"}
+
+    def server_health(self) -> dict:
+        try:
+            v = self._scalar("SELECT message_store_version()", (), "health check failed")
+        except StoreError as e:
+            return {"status": "error", "error": e.message}
+        return {"status": "ok", "messageStoreVersion": v}
+
+    def ns_info(self, namespace: str | None = None) -> dict:
+        if namespace:
+            raise UsageError("Message DB has no namespaces (one database is one store)")
+        return {"namespace": None, "messageCount": self.message_count(),
+                "url": self.url, "kind": self.kind}
+
+    def _no_namespaces(self, *_a, **_k):
+        raise UsageError("Message DB has no namespaces (one database is one store)")
+
+    ns_create = ns_delete = ns_list = _no_namespaces
+
+    # --- import keeping positions (eventodb import) -------------------------------------------
+    def import_records(self, records, *, force: bool = False, batch_size: int = 1000,
+                       on_batch=None) -> int:
+        """Insert ``Message`` records as given (ids, positions, global positions kept; times to
+        the microsecond, Message DB's precision), ``batch_size`` per transaction, with a direct
+        COPY into message_store.messages: ``write_message`` always takes the next global
+        position, so it cannot keep the exported ones. The global position sequence is moved
+        past the highest imported position in the same transaction, so later ``write_message``
+        calls continue after it. ``force`` first deletes every message."""
+        if force:
+            self._query_none("DELETE FROM messages", "import --force failed")
+        total = 0
+        batch: list[Message] = []
+
+        def flush() -> int:
+            nonlocal total
+            try:
+                with self._pg.transaction(), self._pg.cursor() as cur:
+                    with cur.copy("COPY messages (global_position, position, time, stream_name, "
+                                  "type, data, metadata, id) FROM STDIN") as cp:
+                        for m in batch:
+                            cp.write_row((m.global_position, m.position,
+                                          _EPOCH + timedelta(microseconds=m.time // 1000),
+                                          m.stream_name, m.type, m.data, m.metadata,
+                                          _pg_uuid(m.id)))
+                    cur.execute(f"SELECT setval('{SEQUENCE}', %s) WHERE %s > "
+                                f"(SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
+                                f"FROM {SEQUENCE})",
+                                (max(m.global_position for m in batch),) * 2)
+            except pgerr.UniqueViolation as e:
+                raise StoreError("import clashes with stored messages: "
+                                 f"{self._redact(_one_line(e.diag.message_detail or str(e)))}"
+                                 ) from None
+            except psycopg.Error as e:
+                raise self._error(e, "import failed") from None
+            total += len(batch)
+            last = batch[-1].global_position
+            batch.clear()
+            return last
+
+        for m in records:
+            batch.append(m)
+            if len(batch) >= batch_size:
+                last = flush()
+                if on_batch:
+                    on_batch(total, last)
+        if batch:
+            flush()
+        return total
+
+    def _query_none(self, sql: str, what: str) -> None:
+        try:
+            with self._pg.cursor() as cur:
+                cur.execute(sql)
+        except psycopg.Error as e:
+            raise self._error(e, what) from None
+
+
+def _url_password(url: str) -> str | None:
+    try:
+        return psycopg.conninfo.conninfo_to_dict(url).get("password") or None
+    except psycopg.Error:
+        m = re.match(r"^[a-zA-Z]+://[^/@:?#]*:([^@/?#]*)@", url)
+        return m.group(1) if m else None
