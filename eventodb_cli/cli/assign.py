@@ -7,12 +7,12 @@ import sys
 import click
 
 from ..errors import UsageError
-from .common import examples, format_option, out_format
+from .common import POSITIVE, examples, format_option, out_format
 
 
 @click.command()
 @click.argument("streams", nargs=-1, metavar="[STREAM ... | -]")
-@click.option("--size", "-s", type=int, required=True, metavar="N", help="Consumer-group size.")
+@click.option("--size", "-s", type=POSITIVE, required=True, metavar="N", help="Consumer-group size.")
 @format_option
 @examples(
     "eventodb assign account-123 account-123+retry account-456 --size 4",

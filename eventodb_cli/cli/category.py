@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .common import (check_batch_size, check_group, complete_category, examples, format_option,
-                     get_store, out_format, target_options)
+from .common import (INT64, NON_NEGATIVE, POSITIVE, check_batch_size, check_group,
+                     complete_category, examples, format_option, get_store, out_format,
+                     target_options)
 
 
 @click.group()
@@ -15,14 +16,14 @@ def category():
 
 @category.command("get")
 @click.argument("name", metavar="CATEGORY", shell_complete=complete_category)
-@click.option("--position", "-p", type=int, default=1, show_default=True, metavar="N",
+@click.option("--position", "-p", type=NON_NEGATIVE, default=1, show_default=True, metavar="N",
               help="First global position to read.")
-@click.option("--batch-size", "-n", type=int, default=1000, show_default=True,
+@click.option("--batch-size", "-n", type=INT64, default=1000, show_default=True,
               help="Messages to read (-1: unlimited).")
 @click.option("--correlation", metavar="CATEGORY",
               help="Only messages whose metadata.correlationStreamName is in CATEGORY.")
-@click.option("--member", type=int, default=None, metavar="M", help="Consumer-group member.")
-@click.option("--size", type=int, default=None, metavar="N", help="Consumer-group size.")
+@click.option("--member", type=NON_NEGATIVE, default=None, metavar="M", help="Consumer-group member.")
+@click.option("--size", type=POSITIVE, default=None, metavar="N", help="Consumer-group size.")
 @click.option("--all", "read_all", is_flag=True, help="Page until the end of the category.")
 @format_option
 @target_options

@@ -16,11 +16,77 @@ _TARGET_KEY = "eventodb.target"
 
 # Integer options: every number a store or server takes is a signed 64-bit integer, so a value
 # outside that range is a usage error (exit 2) at parse time, never an OverflowError later.
-# Use these (or a narrower click.IntRange) for every integer option, never a bare ``type=int``.
+# Use these (or a narrower IntRange) for every integer option, never a bare ``type=int``.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-INT64 = click.IntRange(INT64_MIN, INT64_MAX)
-NON_NEGATIVE = click.IntRange(0, INT64_MAX)
-POSITIVE = click.IntRange(1, INT64_MAX)
+
+
+def _shown(value) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class IntRange(click.IntRange):
+    """click.IntRange with our wording: ``--size must be >= 1 (got 0)``, and a value that does
+    not fit in 64 bits says so (never an OverflowError later)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, bool) or not isinstance(value, int):
+            try:
+                value = int(str(value).strip())
+            except ValueError:
+                self.fail(f"{_shown(value)!r} is not a valid integer", param, ctx)
+        lo, hi = self.min, self.max
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            if (lo == INT64_MIN and value < lo) or (hi == INT64_MAX and value > hi):
+                self.fail(f"does not fit in a signed 64-bit integer (got {_shown(value)})",
+                          param, ctx)
+            if hi is None or hi == INT64_MAX:
+                self.fail(f"must be >= {lo} (got {_shown(value)})", param, ctx)
+            if lo is None or lo == INT64_MIN:
+                self.fail(f"must be <= {hi} (got {_shown(value)})", param, ctx)
+            self.fail(f"must be between {lo} and {hi} (got {_shown(value)})", param, ctx)
+        return value
+
+
+INT64 = IntRange(INT64_MIN, INT64_MAX)
+NON_NEGATIVE = IntRange(0, INT64_MAX)
+POSITIVE = IntRange(1, INT64_MAX)
+
+# --timeout: a finite number of seconds, more than 0 and at most a day (NaN, inf, 1e999 and
+# negative values are usage errors; a socket cannot wait longer than a C timeval anyway).
+MAX_TIMEOUT = 86400.0
+
+
+def check_seconds(value: float, what: str) -> float:
+    """A timeout in seconds: finite, > 0, <= MAX_TIMEOUT; a UsageError naming ``what``."""
+    import math
+
+    if not math.isfinite(value) or not 0 < value <= MAX_TIMEOUT:
+        raise UsageError(f"{what} must be a number of seconds > 0 and <= {MAX_TIMEOUT:g} "
+                         f"(got {_shown(value)})")
+    return value
+
+
+class Seconds(click.ParamType):
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            f = value
+        else:
+            try:
+                f = float(str(value).strip())
+            except ValueError:
+                self.fail(f"{_shown(value)!r} is not a number of seconds", param, ctx)
+        import math
+
+        if not math.isfinite(f) or not 0 < f <= MAX_TIMEOUT:
+            self.fail(f"must be a number of seconds > 0 and <= {MAX_TIMEOUT:g} "
+                      f"(got {_shown(value)})", param, ctx)
+        return f
+
+
+SECONDS = Seconds()
 
 
 def _lazy_complete(name: str):
@@ -47,8 +113,22 @@ def _target(ctx: click.Context) -> Target:
     return t
 
 
+def check_not_empty(param, value):
+    """An empty flag value (``--store ""``, an unset shell variable) is a usage error naming the
+    flag, never "not given": it would silently pick another target."""
+    if isinstance(value, str) and not value.strip():
+        name = param.opts[-1] if param is not None and param.opts else "option"
+        for o in (param.opts if param is not None else ()):
+            if o.startswith("--"):
+                name = o
+                break
+        raise UsageError(f"{name}: empty value (give a value, or leave the option out)")
+    return value
+
+
 def _set(attr: str):
     def callback(ctx, param, value):
+        check_not_empty(param, value)
         if value is not None and value is not False:
             setattr(_target(ctx), attr, value)
         return value
@@ -70,7 +150,7 @@ def target_options(f):
         click.option("--profile", "profile", metavar="NAME", expose_value=False,
                      callback=_set("profile"), shell_complete=complete_profile,
                      help="Named target [env: EVENTODB_PROFILE]."),
-        click.option("--timeout", "timeout", type=float, metavar="SECONDS", expose_value=False,
+        click.option("--timeout", "timeout", type=SECONDS, metavar="SECONDS", expose_value=False,
                      callback=_set("timeout"), help="Server request timeout per attempt [env: EVENTODB_TIMEOUT; default 30]."),
         click.option("-v", "--verbose", "verbose", is_flag=True, expose_value=False,
                      callback=_set("verbose"), help="Log requests to stderr (never tokens)."),
@@ -80,9 +160,20 @@ def target_options(f):
     return f
 
 
+FORMAT_KEY = "eventodb.format"
+
+
+def _format_default(ctx, param, value):
+    """``eventodb --format json stream get X`` is ``eventodb stream get X --format json``."""
+    if value is None:
+        value = ctx.find_root().meta.get(FORMAT_KEY)
+    return value
+
+
 def format_option(f):
     return click.option(
         "--format", "-o", "fmt", type=click.Choice(FORMATS), default=None,
+        callback=_format_default,
         help="Output format [default: table on a terminal, ndjson otherwise].",
     )(f)
 

@@ -6,13 +6,17 @@ pays for click, sqlite3 and the local store, nothing more.
 
 from __future__ import annotations
 
+import errno
 import importlib
+import io
 import os
 import sys
 
 import click
 
 from .. import __version__
+from ..render import FORMATS
+from .common import target_options
 
 # name -> (module, attribute, section, one-line help). One entry per command; a module that does
 # not exist yet is left out of the listing.
@@ -59,7 +63,17 @@ class LazyGroup(click.Group):
         if entry is None or not _module_exists(entry[0]):
             return None
         module = importlib.import_module(f"{__package__}.{entry[0]}")
-        return getattr(module, entry[1])
+        return _with_output_options(getattr(module, entry[1]))
+
+    def invoke(self, ctx):
+        # click turns a broken pipe into ``sys.exit(1)`` even outside standalone mode: hand it
+        # to run_guarded as its own type instead (a reader that stopped early is no failure)
+        try:
+            return super().invoke(ctx)
+        except OSError as e:
+            if e.errno == errno.EPIPE:
+                raise StdoutClosed() from None
+            raise
 
     def format_commands(self, ctx, formatter):
         sections: dict[str, list[tuple[str, str]]] = {}
@@ -86,6 +100,10 @@ Targets: a local store (--store PATH, the default) or a server (--url URL --toke
 """
 
 
+class StdoutClosed(Exception):
+    """Standard output was closed by its reader (``| head -1``) or never open (``>&-``)."""
+
+
 def _global_flag(var: str):
     def callback(ctx, param, value):
         if value:
@@ -95,14 +113,43 @@ def _global_flag(var: str):
     return callback
 
 
+def _output_options() -> list[click.Option]:
+    """--no-color and -q: accepted by the root and by every command (before or after it)."""
+    return [
+        click.Option(["--no-color"], is_flag=True, expose_value=False, is_eager=True,
+                     callback=_global_flag("NO_COLOR"), help="No colours (also: NO_COLOR=1)."),
+        click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, is_eager=True,
+                     callback=_global_flag("EVENTODB_QUIET"),
+                     help="No progress bars or notes on stderr (also: EVENTODB_QUIET=1)."),
+    ]
+
+
+def _with_output_options(cmd: click.Command) -> click.Command:
+    """Give ``cmd`` (and every subcommand of a group) --no-color and -q, once."""
+    if not getattr(cmd, "_eventodb_output_options", False):
+        have = {o for p in cmd.params for o in getattr(p, "opts", [])}
+        cmd.params.extend(p for p in _output_options() if not have & set(p.opts))
+        cmd._eventodb_output_options = True
+    for sub in getattr(cmd, "commands", {}).values():
+        _with_output_options(sub)
+    return cmd
+
+
+def _root_format(ctx, param, value):
+    if value is not None:
+        from .common import FORMAT_KEY
+
+        ctx.meta[FORMAT_KEY] = value
+    return value
+
+
 @click.group(cls=LazyGroup, invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="eventodb")
-@click.option("--no-color", is_flag=True, expose_value=False, is_eager=True,
-              callback=_global_flag("NO_COLOR"), help="No colours (also: NO_COLOR=1).")
-@click.option("-q", "--quiet", is_flag=True, expose_value=False, is_eager=True,
-              callback=_global_flag("EVENTODB_QUIET"),
-              help="No progress bars or notes on stderr (also: EVENTODB_QUIET=1).")
+@target_options
+@click.option("--format", "-o", "fmt", type=click.Choice(FORMATS), default=None,
+              expose_value=False, callback=_root_format,
+              help="Output format of commands that take --format.")
 @click.pass_context
 def cli(ctx):
     """Operations toolkit for EventoDB, the Message DB-compatible message store.
@@ -115,6 +162,9 @@ def cli(ctx):
         click.echo(OVERVIEW, nl=False)
 
 
+cli.params.extend(_output_options())
+
+
 def main(argv=None) -> None:
     """Entry point of the ``eventodb`` executable."""
     cli.main(args=argv, prog_name="eventodb")
@@ -122,8 +172,9 @@ def main(argv=None) -> None:
 
 def run_guarded(group: click.Group, args, prog_name, standalone_mode: bool, **extra) -> int:
     """Run click, turn our errors into one line on stderr and the documented exit code."""
-    from ..errors import EXIT_FAILED, EventoError
+    from ..errors import EXIT_FAILED, EXIT_USAGE, EventoError
 
+    _guard_std_streams()
     try:
         rv = click.Group.main(group, args=args, prog_name=prog_name, standalone_mode=False,
                               **extra)
@@ -131,32 +182,188 @@ def run_guarded(group: click.Group, args, prog_name, standalone_mode: bool, **ex
     except click.exceptions.Abort:
         click.echo("eventodb: aborted", err=True)
         code = 130
+    except click.UsageError as e:
+        click.echo(f"eventodb: error: {usage_message(e)}", err=True)
+        code = EXIT_USAGE
     except click.ClickException as e:
-        e.show()
+        click.echo(f"eventodb: error: {e.format_message()}", err=True)
         code = e.exit_code
     except click.exceptions.Exit as e:
         code = e.exit_code
     except EventoError as e:
         click.echo(f"eventodb: error: {e.message}", err=True)
         code = e.exit_code
-    except BrokenPipeError:
+    except (BrokenPipeError, StdoutClosed):
         _silence_stdout()
-        code = 0
+        code = 0  # the reader stopped early (| head): quietly done
     except KeyboardInterrupt:
         click.echo("eventodb: interrupted", err=True)
         code = 130
+    except OSError as e:  # a path the user gave that cannot be used
+        if e.errno == errno.EPIPE:
+            _silence_stdout()
+            code = 0
+        else:
+            click.echo(f"eventodb: error: {os_error_text(e)}", err=True)
+            code = EXIT_USAGE if e.filename is not None else EXIT_FAILED
     except Exception as e:  # a bug: one line, the trace only when asked for
         if os.environ.get("EVENTODB_DEBUG"):
             raise
         click.echo(f"eventodb: internal error: {type(e).__name__}: {e} "
                    "(set EVENTODB_DEBUG=1 for a traceback)", err=True)
         code = EXIT_FAILED
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _silence_stdout()
+    code = _flush_stdout(code)
     if standalone_mode:
         sys.exit(code)
+    return code
+
+
+def usage_message(e: click.UsageError) -> str:
+    """click's three-line usage error as one line, with the hint to --help:
+    ``--size must be >= 1 (got 0) (see 'eventodb category get --help')``."""
+    if isinstance(e, click.BadParameter) and not isinstance(e, click.MissingParameter):
+        hint = e.param_hint
+        if hint is None and e.param is not None:
+            opts = [o for o in getattr(e.param, "opts", []) if o.startswith("--")] or \
+                getattr(e.param, "opts", None) or [e.param.name or "value"]
+            hint = opts[0] if e.param.param_type_name == "option" else \
+                (e.param.human_readable_name or "").upper()
+        elif isinstance(hint, (list, tuple)):
+            hint = hint[0]
+        text = e.message.rstrip(".")
+        sep = " " if text.startswith(("must ", "does not ")) else ": "
+        msg = f"{hint}{sep}{text}" if hint else text
+    else:
+        msg = e.format_message().rstrip(".")
+    msg = " ".join(msg.split())  # one line, whatever click put in
+    if e.ctx is not None:
+        msg += f" (see '{e.ctx.command_path} --help')"
+    return msg
+
+
+def os_error_text(e: OSError) -> str:
+    """``cannot use /etc/passwd/x.db: Not a directory`` (one line, no errno noise)."""
+    what = e.strerror or type(e).__name__
+    if e.errno == errno.ENOSPC:
+        return "disk full: " + (f"{e.filename}" if e.filename else what)
+    if e.filename is not None:
+        return f"cannot use {e.filename}: {what}"
+    return what
+
+
+# --- standard streams ----------------------------------------------------------------------------
+class _ClosedInput(io.TextIOBase):
+    """sys.stdin when standard input is closed (``<&-``): reading is a usage error."""
+
+    def readable(self):
+        return True
+
+    def isatty(self):
+        return False
+
+    def _closed(self, *args, **kw):
+        from ..errors import UsageError
+
+        raise UsageError("standard input is closed (nothing to read from -)")
+
+    read = readline = readlines = read1 = readinto = _closed
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self._closed()
+
+    @property
+    def buffer(self):
+        return self
+
+    def fileno(self):
+        return 0
+
+
+class _ClosedOutput(io.TextIOBase):
+    """sys.stdout when standard output is closed (``>&-``): writing is a broken pipe."""
+
+    def writable(self):
+        return True
+
+    def isatty(self):
+        return False
+
+    def write(self, data):
+        raise BrokenPipeError(errno.EPIPE, "standard output is closed")
+
+    writelines = write
+
+    def flush(self):
+        pass
+
+    @property
+    def buffer(self):
+        return self
+
+    def fileno(self):
+        return 1
+
+
+def _fd_closed(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+        return False
+    except OSError:
+        return True
+
+
+def _hold_fd(fd: int, flags: int) -> None:
+    """Put /dev/null on a closed descriptor so no file the command opens can take its place
+    (a store opened as fd 1 would receive the output)."""
+    try:
+        null = os.open(os.devnull, flags)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+    except OSError:
+        pass
+
+
+def _guard_std_streams() -> None:
+    """Closed standard streams get stand-ins: no AttributeError on None, ever."""
+    if sys.stdin is None or _fd_closed(0) and _is_real(sys.stdin, 0):
+        _hold_fd(0, os.O_RDONLY)
+        sys.stdin = _ClosedInput()
+    if sys.stdout is None or _fd_closed(1) and _is_real(sys.stdout, 1):
+        _hold_fd(1, os.O_WRONLY)
+        sys.stdout = _ClosedOutput()
+    if sys.stderr is None or _fd_closed(2) and _is_real(sys.stderr, 2):
+        _hold_fd(2, os.O_WRONLY)
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")
+
+
+def _is_real(stream, fd: int) -> bool:
+    """Is ``stream`` the process's own descriptor ``fd`` (not a test runner's stand-in)?"""
+    try:
+        return stream.fileno() == fd
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _flush_stdout(code: int) -> int:
+    """Flush what is left. A reader that went away meanwhile is no failure; an output that cannot
+    be written (``>/dev/full``) is. Either way stdout becomes /dev/null, so Python's own flush at
+    exit cannot print a traceback."""
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, StdoutClosed):
+        _silence_stdout()
+    except OSError as e:
+        _silence_stdout()
+        if e.errno != errno.EPIPE:
+            click.echo(f"eventodb: error: cannot write the output: {e.strerror}", err=True)
+            if code == 0:
+                code = 1
+    except ValueError:  # stdout was closed by the command
+        pass
     return code
 
 
@@ -164,5 +371,5 @@ def _silence_stdout() -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    except OSError:
+    except (OSError, ValueError, io.UnsupportedOperation):
         pass

@@ -7,7 +7,8 @@ import sys
 import click
 
 from ..errors import UsageError
-from .common import examples, format_option, get_store, get_target, out_format, target_options
+from .common import (IntRange, examples, format_option, get_store, get_target, out_format,
+                     target_options)
 
 
 def _server(what: str):
@@ -102,7 +103,7 @@ def ns_info(namespace, fmt):
 @click.option("--prefix", default="", metavar="TEXT", help="Only streams whose name starts "
               "with TEXT.")
 @click.option("--cursor", default="", metavar="STREAM", help="Start after this stream name.")
-@click.option("--limit", type=int, default=100, show_default=True,
+@click.option("--limit", type=IntRange(1, 1000), default=100, show_default=True,
               help="Streams per page (1-1000).")
 @click.option("--all", "read_all", is_flag=True, help="Page until the last stream.")
 @format_option

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..errors import UsageError
-from .common import examples, format_option, out_format
+from .common import SECONDS, examples, format_option, out_format
 
 
 @click.group()
@@ -27,7 +27,7 @@ def profile():
               "out of shell history).")
 @click.option("--token-file", metavar="PATH", help="Read the token from PATH at each use.")
 @click.option("--store", metavar="PATH", help="A local store file instead of a server.")
-@click.option("--timeout", type=float, metavar="SECONDS", help="Request timeout for this server.")
+@click.option("--timeout", type=SECONDS, metavar="SECONDS", help="Request timeout for this server.")
 @click.option("--description", metavar="TEXT", help="A note shown by 'profile list'.")
 @click.option("--use", "use_it", is_flag=True, help="Make it the current profile.")
 @click.option("--replace", is_flag=True, help="Overwrite a profile of the same name.")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from ..errors import UsageError
-from .common import (check_batch_size, complete_stream, examples, format_option, get_store,
-                     out_format, target_options)
+from .common import (INT64, NON_NEGATIVE, check_batch_size, complete_stream, examples,
+                     format_option, get_store, out_format, target_options)
 
 
 @click.group()
@@ -16,11 +16,11 @@ def stream():
 
 @stream.command("get")
 @click.argument("name", metavar="STREAM", shell_complete=complete_stream)
-@click.option("--position", "-p", type=int, default=None, metavar="N",
+@click.option("--position", "-p", type=NON_NEGATIVE, default=None, metavar="N",
               help="First stream position to read (default 0).")
-@click.option("--global-position", "-g", type=int, default=None, metavar="N",
+@click.option("--global-position", "-g", type=NON_NEGATIVE, default=None, metavar="N",
               help="Only messages with global position >= N.")
-@click.option("--batch-size", "-n", type=int, default=1000, show_default=True,
+@click.option("--batch-size", "-n", type=INT64, default=1000, show_default=True,
               help="Messages to read (-1: unlimited).")
 @click.option("--all", "read_all", is_flag=True, help="Page until the end of the stream.")
 @format_option

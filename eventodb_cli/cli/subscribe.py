@@ -8,21 +8,21 @@ import sys
 import click
 
 from ..errors import UsageError
-from .common import check_group, examples, get_target, target_options
+from .common import NON_NEGATIVE, POSITIVE, check_group, examples, get_target, target_options
 
 
 @click.command()
 @click.option("--stream", "-s", metavar="STREAM", help="Pokes for one stream.")
 @click.option("--category", "-c", metavar="CATEGORY", help="Pokes for a category.")
-@click.option("--member", type=int, default=None, metavar="M",
+@click.option("--member", type=NON_NEGATIVE, default=None, metavar="M",
               help="Consumer-group member (with --category and --size).")
-@click.option("--size", type=int, default=None, metavar="N", help="Consumer-group size.")
+@click.option("--size", type=POSITIVE, default=None, metavar="N", help="Consumer-group size.")
 @click.option("--all", "all_", is_flag=True, help="Pokes for every stream of the namespace.")
-@click.option("--position", "-p", type=int, default=0, show_default=True, metavar="P",
+@click.option("--position", "-p", type=NON_NEGATIVE, default=0, show_default=True, metavar="P",
               help="Start at P: a stream position (--stream), else a global position.")
-@click.option("--count", "-n", type=int, default=None, metavar="N",
+@click.option("--count", "-n", type=POSITIVE, default=None, metavar="N",
               help="Stop after N pokes.")
-@click.option("--max-reconnects", type=int, default=None, metavar="N",
+@click.option("--max-reconnects", type=NON_NEGATIVE, default=None, metavar="N",
               help="Give up (exit 5) after N failed reconnects in a row [default: never].")
 @target_options
 @examples(
