@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "lag": ("lag", "lag", "Consumer groups", "How far behind each member is."),
     "consume": ("consume", "consume", "Consumer groups",
                 "Run a member: checkpoints, idempotency, follow."),
+    "group": ("group", "group", "Consumer groups",
+              "Groups' positions in the store: list, describe, reset."),
     "export": ("transfer", "export", "Data", "Export messages as EventoDB NDJSON."),
     "import": ("transfer", "import_", "Data", "Import an EventoDB NDJSON export."),
     "store": ("store", "store", "Data", "Local store: info, check, compact."),
