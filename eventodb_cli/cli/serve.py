@@ -30,13 +30,25 @@ from .common import examples
               help="Send an SSE keep-alive comment after this long without a poke.")
 @click.option("--workers", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Threads for SQLite work.")
+@click.option("--read-timeout", type=click.FloatRange(0.1, 3600), default=30.0,
+              show_default=True, metavar="SECONDS",
+              help="Close a connection that has not sent a whole request (headers and body) "
+                   "this long after it began.")
+@click.option("--idle-timeout", type=click.FloatRange(0.1, 86400), default=120.0,
+              show_default=True, metavar="SECONDS",
+              help="Close a keep-alive connection after this long without a request.")
+@click.option("--max-connections", type=click.IntRange(0, 1 << 20), default=0,
+              show_default=True,
+              help="Most open connections (0: derived from the file limit); over it, idle and "
+                   "half-sent connections are closed first.")
 @examples(
     "eventodb serve --data-dir ./eventodb-data",
     "eventodb serve --store orders.db --port 9090 --token \"$EVENTODB_TOKEN\"",
     "eventodb serve --test-mode --port 0",
 )
 @click.pass_context
-def serve(ctx, data_dir, store, host, port, test_mode, token, max_body_mib, keepalive, workers):
+def serve(ctx, data_dir, store, host, port, test_mode, token, max_body_mib, keepalive, workers,
+          read_timeout, idle_timeout, max_connections):
     """Run the EventoDB HTTP API (/rpc, /subscribe, /import, /health, /version) over local
     SQLite stores, one file per namespace.
 
@@ -56,4 +68,5 @@ def serve(ctx, data_dir, store, host, port, test_mode, token, max_body_mib, keep
 
     run(data_dir=data_dir, store=store, host=host, port=port, test_mode=test_mode,
         token=token or None, max_body=max_body_mib * 1024 * 1024, keepalive=keepalive,
-        workers=workers)
+        workers=workers, read_timeout=read_timeout, idle_timeout=idle_timeout,
+        max_connections=max_connections)

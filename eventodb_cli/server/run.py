@@ -91,12 +91,16 @@ def _terminated(signum, frame):
 
 
 def serve(*, data_dir: str | None, store: str | None, host: str, port: int, test_mode: bool,
-          token: str | None, max_body: int, keepalive: float, workers: int) -> None:
+          token: str | None, max_body: int, keepalive: float, workers: int,
+          read_timeout: float = 30.0, idle_timeout: float = 120.0,
+          max_connections: int = 0) -> None:
     import asyncio
 
     import uvicorn
 
     from .app import Server
+    from .connections import (ACCEPT_BURST, Limits, auto_max_connections, protocol_class,
+                              raise_file_limit)
 
     if token is not None:
         check_token(token)
@@ -119,12 +123,21 @@ def serve(*, data_dir: str | None, store: str | None, host: str, port: int, test
         ensure_default(registry, token)
         app = Server(registry, test_mode=test_mode, max_body=max_body, keepalive=keepalive,
                      workers=workers)
-        config = uvicorn.Config(app, http="httptools", loop="asyncio", lifespan="on",
-                                access_log=False, log_level="warning", server_header=False,
-                                date_header=True, timeout_keep_alive=120,
+        file_limit = raise_file_limit()
+        limits = Limits(read_timeout=read_timeout, idle_timeout=idle_timeout,
+                        max_connections=max_connections or auto_max_connections(file_limit),
+                        log=_log)
+        config = uvicorn.Config(app, http=protocol_class(limits), loop="asyncio",
+                                lifespan="on", access_log=False, log_level="warning",
+                                server_header=False, date_header=True,
+                                timeout_keep_alive=idle_timeout, backlog=ACCEPT_BURST,
                                 timeout_graceful_shutdown=5)
 
         class _Server(uvicorn.Server):
+            async def startup(self, sockets=None):
+                asyncio.get_running_loop().set_exception_handler(limits.exception_handler)
+                await super().startup(sockets=sockets)
+
             async def shutdown(self, sockets=None):
                 app.hub.close_all()  # end SSE streams so connections can drain
                 await super().shutdown(sockets=sockets)
@@ -136,6 +149,8 @@ def serve(*, data_dir: str | None, store: str | None, host: str, port: int, test
         shown = f"[{bound[0]}]" if sock.family == socket.AF_INET6 else bound[0]
         _log(f"listening on http://{shown}:{bound[1]} ({where}"
              f"{', test mode: tokens are not checked' if test_mode else ''})")
+        _log(f"limits: {limits.max_connections} connections (file limit {file_limit}), "
+             f"read timeout {read_timeout:g} s, idle timeout {idle_timeout:g} s")
         if bound[0] not in ("127.0.0.1", "::1") and not bound[0].startswith("127."):
             _log(f"warning: {host} is not a loopback address; the API is reachable from "
                  "other machines")

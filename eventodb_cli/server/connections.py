@@ -1,0 +1,209 @@
+"""Connections of ``eventodb serve``: read and idle timeouts, a connection limit below the file
+limit that sheds idle and half-sent connections first, and a rate-limited log instead of a
+traceback per refused ``accept()``.
+
+The one place that decides how long a client may hold a socket without finishing a request,
+and which connections go when there are too many:
+
+- **read timeout** (``--read-timeout``, 30 s like the Go server's ``ReadTimeout``): from the first
+  byte of a request (or from the connection being opened) until the whole request, headers and
+  body, has arrived. A socket that sends nothing, half its headers or half its body is closed
+  then. Time spent while the *server* has stopped reading (a body waiting for the memory budget,
+  a pipelined request waiting its turn) does not count against the client.
+- **idle timeout** (``--idle-timeout``, 120 s like the Go server's ``IdleTimeout``): a keep-alive
+  connection with no request in progress is closed after this long (uvicorn's
+  ``timeout_keep_alive``).
+- **connection limit** (``--max-connections``, default derived from ``RLIMIT_NOFILE`` by
+  ``auto_max_connections``): when a new connection would go over it, the connections that are
+  idle or still sending their headers are closed, oldest first; requests being answered and SSE
+  streams are never shed. Only if every connection is busy is the new one closed.
+- when ``accept()`` fails for lack of file descriptors anyway, asyncio pauses accepting for a
+  second; the log gets one line ``file limit reached`` at most every ``LOG_EVERY`` seconds (not a
+  traceback per attempt) and idle connections are shed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import sys
+import time
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+ACCEPT_BURST = 128  # uvicorn's backlog: the listen queue and the accepts done in one go
+LOG_EVERY = 10.0  # seconds between two log lines of the same kind
+_FD_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+def raise_file_limit() -> int:
+    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit (as Go programs do at start, since
+    Go 1.19); return the soft limit in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft == resource.RLIM_INFINITY:
+        return hard
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def auto_max_connections(file_limit: int) -> int:
+    """Connections allowed for a file limit: a quarter of the files (at least ``ACCEPT_BURST``
+    + 64) stay free for one burst of ``accept()`` before the limit is applied, SQLite (three
+    files per connection: db, wal, shm) and the process's own files."""
+    return max(16, file_limit - max(ACCEPT_BURST + 64, file_limit // 4))
+
+
+class Limits:
+    """Settings and shared state of every connection of one server."""
+
+    def __init__(self, *, read_timeout: float = 30.0, idle_timeout: float = 120.0,
+                 max_connections: int = 1024, log=None):
+        self.read_timeout = read_timeout
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.open = 0  # connections made and not yet lost, minus those being shed
+        self.sheddable: dict[GuardedProtocol, None] = {}  # idle or half-sent, oldest first
+        self.shed = 0
+        self.timed_out = 0
+        self._log = log or _stderr
+        self._logged: dict[str, float] = {}
+
+    def note(self, kind: str, text: str) -> None:
+        """Log ``text`` unless a line of the same ``kind`` was logged in the last LOG_EVERY s."""
+        now = time.monotonic()
+        last = self._logged.get(kind)
+        if last is not None and now - last < LOG_EVERY:
+            return
+        self._logged[kind] = now
+        self._log(text)
+
+    def shed_idle(self, count: int, keep=None) -> int:
+        """Close up to ``count`` idle or half-sent connections, oldest first."""
+        done = 0
+        for proto in list(self.sheddable):
+            if done >= count:
+                break
+            if proto is keep:
+                continue
+            proto.shed_now()
+            done += 1
+        self.shed += done
+        return done
+
+    def file_limit_reached(self, exc: OSError) -> None:
+        shed = self.shed_idle(max(1, len(self.sheddable) // 2))
+        self.note("files", f"file limit reached ({exc.strerror}): {self.open} connections open, "
+                           f"{shed} idle closed; accepting again in 1 s")
+
+    def exception_handler(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        """The event loop's exception handler: out-of-files errors are one rate-limited line."""
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in _FD_ERRORS:
+            self.file_limit_reached(exc)
+            return
+        loop.default_exception_handler(context)
+
+
+def _stderr(text: str) -> None:
+    print(f"eventodb serve: {text}", file=sys.stderr, flush=True)
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the read timeout and the shedding above."""
+
+    limits: Limits  # set on the subclass made by protocol_class()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._read_timer: asyncio.TimerHandle | None = None
+        self._counted = False
+
+    # --- state changes ------------------------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        limits = self.limits
+        limits.open += 1
+        self._counted = True
+        limits.sheddable[self] = None
+        self._arm_read()
+        over = limits.open - limits.max_connections
+        if over > 0:
+            shed = limits.shed_idle(over, keep=self)
+            if shed:
+                limits.note("shed", f"connection limit reached ({limits.max_connections}): "
+                                    "closing idle and half-sent connections, oldest first")
+            else:
+                limits.note("full", f"connection limit reached ({limits.max_connections}) and "
+                                    "every connection is busy: refusing new connections")
+                self.shed_now()
+
+    def connection_lost(self, exc) -> None:
+        self._uncount()
+        self._cancel_read()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._read_timer is None and (self.cycle is None or self.cycle.response_complete):
+            self._arm_read()  # the first byte of the next request starts its clock
+        super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        self.limits.sheddable.pop(self, None)  # a request in progress is never shed
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._cancel_read()
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.timeout_keep_alive_task is not None:  # idle now (no pipelined request)
+            self.limits.sheddable[self] = None
+
+    # --- helpers ------------------------------------------------------------------------------
+    def shed_now(self) -> None:
+        self._uncount()
+        self._cancel_read()
+        self.transport.close()
+
+    def _uncount(self) -> None:
+        self.limits.sheddable.pop(self, None)
+        if self._counted:
+            self._counted = False
+            self.limits.open -= 1
+
+    def _arm_read(self) -> None:
+        self._cancel_read()
+        self._read_timer = self.loop.call_later(self.limits.read_timeout, self._read_timed_out)
+
+    def _cancel_read(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def _read_timed_out(self) -> None:
+        self._read_timer = None
+        if self.transport.is_closing():
+            return
+        if self.flow is not None and self.flow.read_paused:
+            self._arm_read()  # the server stopped reading, not the client: not its fault
+            return
+        limits = self.limits
+        limits.timed_out += 1
+        limits.note("timeout", f"closing connections that did not send a whole request within "
+                               f"{limits.read_timeout:g} s ({limits.timed_out} so far)")
+        self.shed_now()
+
+
+def protocol_class(limits: Limits) -> type[GuardedProtocol]:
+    """The protocol class to give uvicorn (``Config(http=...)``), bound to ``limits``."""
+    return type("EventoDBProtocol", (GuardedProtocol,), {"limits": limits})
