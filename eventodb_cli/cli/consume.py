@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import click
 
-from .common import complete_category, check_group, examples, get_store, target_options
+from .common import (NON_NEGATIVE, POSITIVE, check_group, complete_category, examples, get_store,
+                     target_options)
+
+MAX_BATCH = 100_000  # messages held in memory per read
 
 
 @click.command()
 @click.argument("category", metavar="CATEGORY", shell_complete=complete_category)
-@click.option("--member", type=int, required=True, metavar="M", help="This consumer's member.")
-@click.option("--size", type=int, required=True, metavar="N", help="Consumer-group size.")
+@click.option("--member", type=NON_NEGATIVE, required=True, metavar="M", help="This consumer's member.")
+@click.option("--size", type=POSITIVE, required=True, metavar="N", help="Consumer-group size.")
 @click.option("--checkpoint", "checkpoint", required=True, metavar="PATH",
               help="Checkpoint file: read at start, saved atomically after each batch (what "
                    "`eventodb lag --checkpoints` reads).")
@@ -18,13 +21,13 @@ from .common import complete_category, check_group, examples, get_store, target_
               help="Run CMD (through the shell) per message, the message JSON on stdin and "
                    "EVENTODB_MESSAGE_ID, EVENTODB_STREAM, EVENTODB_GLOBAL_POSITION set. "
                    "Default: print each message as NDJSON.")
-@click.option("--batch-size", type=int, default=100, show_default=True,
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=100, show_default=True,
               help="Messages per read (and per checkpoint save).")
 @click.option("--poll-interval", type=float, default=1.0, show_default=True, metavar="SECONDS",
               help="With --follow: polling interval on a local store; on a server, SSE pokes "
                    "wake the consumer and it re-reads every 10 x SECONDS at the latest.")
 @click.option("--follow", "-f", is_flag=True, help="Keep consuming new messages until stopped.")
-@click.option("--from-position", type=int, default=None, metavar="GPOS",
+@click.option("--from-position", type=POSITIVE, default=None, metavar="GPOS",
               help="Where to start when there is no checkpoint yet (default 1).")
 @click.option("--idempotency", "ledger_path", metavar="PATH",
               help="SQLite ledger of handled message ids: ids in it are skipped, each id is "
@@ -36,16 +39,16 @@ from .common import complete_category, check_group, examples, get_store, target_
               show_default=True,
               help="After the retries: stop (exit 1, the failed message is the next to read) "
                    "or skip it.")
-@click.option("--retries", type=int, default=3, show_default=True,
+@click.option("--retries", type=click.IntRange(0, 1000), default=3, show_default=True,
               help="Retries of a failing handler, with exponential backoff.")
 @click.option("--retry-delay", type=float, default=0.5, show_default=True, metavar="SECONDS",
               help="First backoff delay (doubled on each retry).")
-@click.option("--health-port", type=int, default=None, metavar="PORT",
+@click.option("--health-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
               help="Serve GET /health (status, member, size, position, lag, throughput) on "
                    "127.0.0.1:PORT.")
-@click.option("--max-lag", type=int, default=1000, show_default=True, metavar="K",
+@click.option("--max-lag", type=NON_NEGATIVE, default=1000, show_default=True, metavar="K",
               help="Health status is lagging beyond K unprocessed messages.")
-@click.option("--max-messages", type=int, default=None, metavar="K",
+@click.option("--max-messages", type=POSITIVE, default=None, metavar="K",
               help="Stop after K messages.")
 @target_options
 @examples(
@@ -70,21 +73,16 @@ def consume(category, member, size, checkpoint, command, batch_size, poll_interv
     from ..services.consumer import (Consumer, ConsumerOptions, ExecHandler, PrintHandler,
                                      serve_health)
 
+    import math
+
     check_group(member, size)
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1 (got {batch_size})")
-    if poll_interval <= 0:
-        raise UsageError(f"--poll-interval must be > 0 (got {poll_interval})")
-    if retries < 0:
-        raise UsageError(f"--retries must be >= 0 (got {retries})")
-    if retry_delay < 0:
-        raise UsageError(f"--retry-delay must be >= 0 (got {retry_delay})")
-    if max_messages is not None and max_messages < 1:
-        raise UsageError(f"--max-messages must be >= 1 (got {max_messages})")
-    if from_position is not None and from_position < 1:
-        raise UsageError(f"--from-position must be >= 1 (got {from_position})")
-    if health_port is not None and not 0 <= health_port <= 65535:
-        raise UsageError(f"--health-port must be 0..65535 (got {health_port})")
+    if not (math.isfinite(poll_interval) and 0 < poll_interval <= 86400):
+        raise UsageError(f"--poll-interval must be > 0 and <= 86400 seconds (got {poll_interval})")
+    if not (math.isfinite(retry_delay) and 0 <= retry_delay <= 3600):
+        raise UsageError(f"--retry-delay must be 0..3600 seconds (got {retry_delay})")
+    from ..services.checkpoints import check_writable
+
+    check_writable(checkpoint)  # before any message is handled
 
     opts = ConsumerOptions(category, member, size, checkpoint, batch_size=batch_size,
                            poll_interval=poll_interval, follow=follow,

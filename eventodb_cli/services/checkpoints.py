@@ -118,3 +118,58 @@ def _fill_from_name(cp: Checkpoint, name: str) -> None:
         cp.member = int(m.group("m"))
     if cp.size is None:
         cp.size = int(m.group("n"))
+
+
+def check_writable(path: str) -> None:
+    """A checkpoint path the consumer can save to, checked before any message is handled: not a
+    directory, in a directory that exists and is writable. UsageError otherwise."""
+    if not path:
+        raise UsageError("--checkpoint needs a file path (got an empty one)")
+    if path.endswith(os.sep) or os.path.isdir(path):
+        raise UsageError(f"--checkpoint {path} is a directory; give a file path such as "
+                         f"{os.path.join(path, 'CATEGORY.member-M-of-N.json')}")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        what = "is not a directory" if os.path.exists(parent) else "does not exist"
+        raise UsageError(f"--checkpoint {path}: directory {parent} {what}"
+                         + ("" if os.path.exists(parent) else f" (create it: mkdir -p {parent})"))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--checkpoint {path}: directory {parent} is not writable")
+    if os.path.exists(path) and not os.access(path, os.R_OK):
+        raise UsageError(f"--checkpoint {path} is not readable")
+
+
+class FileKeeper:
+    """A consumer's position in a checkpoint file (the next global position to read)."""
+
+    def __init__(self, path: str, category: str, member: int, size: int, *,
+                 from_position: int | None = None, log=None):
+        self.path = path
+        self.category = category
+        self.member = member
+        self.size = size
+        self.from_position = from_position
+        self._log = log or (lambda text: None)
+
+    @property
+    def where(self) -> str:
+        return f"checkpoint {self.path}"
+
+    def load(self) -> int:
+        cp = load(self.path)
+        if cp is None:
+            return self.from_position if self.from_position is not None else 1
+        for what, mine, theirs in (("category", self.category, cp.category),
+                                   ("member", self.member, cp.member),
+                                   ("size", self.size, cp.size)):
+            if theirs is not None and theirs != mine:
+                raise UsageError(
+                    f"checkpoint {self.path} belongs to {what} {theirs}, not {mine} "
+                    f"(category {cp.category}, member {cp.member} of {cp.size})")
+        if self.from_position is not None and self.from_position != cp.position:
+            self._log(f"checkpoint {self.path} (position {cp.position}) wins over "
+                      f"--from-position {self.from_position}")
+        return max(cp.position, 1)
+
+    def save(self, next_position: int) -> None:
+        save(self.path, Checkpoint(next_position, None, self.category, self.member, self.size))

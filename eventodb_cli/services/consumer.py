@@ -37,6 +37,7 @@ from ..domain.message import Message, format_time
 from ..errors import EventoError, StoreError, Unreachable, UsageError
 from ..store.base import Store
 from . import checkpoints as cps
+from .delivery import DRAIN_SECONDS, Output, Pending, ReaderGone
 
 
 class HandlerFailed(Exception):
@@ -44,24 +45,43 @@ class HandlerFailed(Exception):
 
 
 class PrintHandler:
-    """Each message as one NDJSON line (``Message.to_json()``) on ``out``, flushed per batch."""
+    """Each message as one NDJSON line (``Message.to_json()``) on ``out``, written per batch.
+    ``offset()`` is where the last handled message's line ends in the output, ``taken()`` how
+    many bytes the reader has really taken (services/delivery.py)."""
 
     def __init__(self, out=None):
-        self.out = out or sys.stdout
-        self._buf: list[str] = []
+        self.output = Output(out)
+        self._buf: list[bytes] = []
+        self._size = 0
 
     def handle(self, m: Message) -> None:
-        self._buf.append(m.to_json())
+        line = (m.to_json() + "\n").encode("utf-8")
+        self._buf.append(line)
+        self._size += len(line)
+
+    def offset(self) -> int:
+        return self.output.written + self._size
 
     def flush(self) -> None:
+        """Write what is buffered; ``ReaderGone`` when stdout's reader has closed it."""
         if self._buf:
-            self._buf.append("")
-            self.out.write("\n".join(self._buf))
+            data = b"".join(self._buf)
             self._buf.clear()
-        self.out.flush()
+            self._size = 0
+            self.output.write(data)
+
+    def taken(self) -> int:
+        return self.output.taken()
+
+    def drain(self, timeout: float, on_progress=None) -> bool:
+        return self.output.drain(timeout, on_progress)
+
+    def reader_gone(self) -> bool:
+        return self.output.reader_gone()
 
     def discard(self) -> None:
         self._buf.clear()
+        self._size = 0
 
 
 class ExecHandler:
@@ -91,8 +111,24 @@ class ExecHandler:
                    else f"exit status {p.returncode}")
             raise HandlerFailed(f"handler failed ({how})")
 
+    # a handler that returned has taken its message: no output offsets to wait for
+    def offset(self) -> int:
+        return 0
+
+    def taken(self) -> int:
+        return 0
+
     def flush(self) -> None:
-        sys.stdout.flush()
+        try:
+            sys.stdout.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    def drain(self, timeout: float, on_progress=None) -> bool:
+        return True
+
+    def reader_gone(self) -> bool:
+        return False
 
     def discard(self) -> None:
         pass
@@ -103,7 +139,7 @@ class ConsumerOptions:
     category: str
     member: int
     size: int
-    checkpoint_path: str
+    checkpoint_path: str | None = None
     batch_size: int = 100
     poll_interval: float = 1.0
     follow: bool = False
@@ -114,11 +150,18 @@ class ConsumerOptions:
     max_messages: int | None = None
     max_lag: int = 1000  # health status threshold (messages)
     sse_fallback_factor: float = 10.0
+    drain_timeout: float = DRAIN_SECONDS  # at the end, wait this long for the reader to take all
+    position_every: int | None = None  # save at most every K messages (None: after each batch)
 
 
 class Consumer:
+    """One member's loop. Two positions: ``read_position`` (the next global position to read
+    from the store) runs ahead; ``position`` (the next one to read after what the handler has
+    really taken, services/delivery.py) is the only one ever saved, through ``keeper``
+    (a checkpoint file, or a position stream in the store)."""
+
     def __init__(self, store: Store, opts: ConsumerOptions, handler, *, ledger=None,
-                 log=None):
+                 log=None, keeper=None):
         if opts.on_error not in ("stop", "skip"):
             raise UsageError(f"--on-error must be stop or skip (got {opts.on_error})")
         self.store = store
@@ -127,10 +170,20 @@ class Consumer:
         self.ledger = ledger
         self._log = log or (lambda text: print(f"eventodb: consume: {text}", file=sys.stderr,
                                                flush=True))
-        self.position = 1
+        if keeper is None:
+            keeper = cps.FileKeeper(opts.checkpoint_path, opts.category, opts.member, opts.size,
+                                    from_position=opts.from_position, log=self._log)
+        self.keeper = keeper
+        self.position = 1  # next to read after what was taken: what is saved
+        self.read_position = 1  # next to read from the store
+        self._saved: int | None = None
+        self._since_save = 0
+        self._pending = Pending()
+        self.reader_gone = False
         self.handled = 0  # handler succeeded
         self.duplicates = 0  # skipped by the ledger
         self.failed = 0  # skipped after failing (on_error=skip)
+        self.handler_failures = 0  # failed attempts, retries included
         self.started = time.monotonic()
         self.last_handled_at: int | None = None
         self._stop = threading.Event()
@@ -138,14 +191,14 @@ class Consumer:
         self._pokes_alive = False
         self._rate: deque = deque()  # (monotonic time, messages) per batch
         self._lag = {"head": None, "lag": None, "lagExact": True, "lagPositions": None,
-                     "checkedAt": None}
+                     "lagSeconds": None, "checkedAt": None}
         self._lag_checked = 0.0
         self._read_once = False
         self.track_lag = False
 
     # --- control --------------------------------------------------------------------------
     def request_stop(self) -> None:
-        """Finish the current message, save the checkpoint, return 0 (signal-safe)."""
+        """Finish the current message, save the position, return 0 (signal-safe)."""
         self._stop.set()
         self._wake.set()
 
@@ -153,136 +206,194 @@ class Consumer:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    # --- checkpoint -----------------------------------------------------------------------
+    # --- position -------------------------------------------------------------------------
     def load_position(self) -> int:
-        o = self.opts
-        cp = cps.load(o.checkpoint_path)
-        if cp is None:
-            return o.from_position if o.from_position is not None else 1
-        for what, mine, theirs in (("category", o.category, cp.category),
-                                   ("member", o.member, cp.member), ("size", o.size, cp.size)):
-            if theirs is not None and theirs != mine:
-                raise UsageError(
-                    f"checkpoint {o.checkpoint_path} belongs to {what} {theirs}, not {mine} "
-                    f"(category {cp.category}, member {cp.member} of {cp.size})")
-        if o.from_position is not None and o.from_position != cp.position:
-            self._log(f"checkpoint {o.checkpoint_path} (position {cp.position}) wins over "
-                      f"--from-position {o.from_position}")
-        return max(cp.position, 1)
+        return self.keeper.load()
 
     def save(self) -> None:
-        o = self.opts
-        cps.save(o.checkpoint_path, cps.Checkpoint(self.position, None, o.category, o.member,
-                                                   o.size))
+        self.keeper.save(self.position)
+        self._saved = self.position
+        self._since_save = 0
+
+    def _commit(self, *, save: bool) -> None:
+        """Move ``position`` past every message the handler has taken (their ids go into the
+        ledger now); with ``save``, save it when it moved (every ``position_every`` messages
+        at most, when set)."""
+        if len(self._pending):
+            moved, ids, n = self._pending.take(self.handler.taken())
+            if self.ledger is not None:
+                for message_id, gpos in ids:
+                    self.ledger.record(message_id, gpos)
+            if moved is not None:
+                self._since_save += n
+                self.position = moved
+        if save and self.position != self._saved:
+            every = self.opts.position_every
+            if every is None or self._since_save >= every or save == "force":
+                self.save()
+
+    def _settle(self) -> None:
+        """Wait (bounded) for the reader to take what was handed over, then save what it took."""
+        self.handler.drain(self.opts.drain_timeout,
+                           on_progress=lambda: self._commit(save=False))
+        self._commit(save="force")
 
     # --- the loop -------------------------------------------------------------------------
     def run(self) -> int:
         """Consume until caught up (or, with ``follow``, until stopped). Returns the exit code."""
         o = self.opts
-        self.position = self.load_position()
-        self._log(f"{o.category} member {o.member} of {o.size} from position {self.position}")
+        self.position = self.read_position = self.load_position()
+        self._saved = None
+        self._log(f"{o.category} member {o.member} of {o.size} from position {self.position}"
+                  f" ({self.keeper.where})")
+        try:
+            rc = self._loop()
+        except ReaderGone:
+            rc = 0
+            self.reader_gone = True
+            self._stop.set()
+        finally:
+            self._final_save()
+        if rc is not None:
+            return rc
+        if not self.reader_gone:
+            self._log(f"stopped at position {self.position}: {self.handled} handled, "
+                      f"{self.duplicates} duplicates skipped, {self.failed} failed and skipped")
+        return 0
+
+    def _loop(self) -> int | None:
+        o = self.opts
         poker = None
         caught_up_logged = False
         failures = 0
-        try:
-            while not self._stop.is_set():
-                self._wake.clear()
-                try:
-                    batch = self.store.category_get(o.category, self.position, o.batch_size,
-                                                    member=o.member, size=o.size)
-                except (Unreachable, StoreError) as e:
-                    if not o.follow or not self._read_once:
-                        raise  # a wrong URL, token or store fails fast; later outages wait
-                    failures += 1
-                    delay = min(30.0, o.poll_interval * 2 ** min(failures, 5))
-                    self._log(f"read failed ({e.message}); retrying in {delay:.1f}s")
-                    self._stop.wait(delay)
-                    continue
-                failures = 0
-                self._read_once = True
-                if batch:
-                    rc = self._process(batch)
-                    if rc is not None:
-                        return rc
-                    caught_up_logged = False
-                    if self._stop.is_set():
-                        break
-                    self._maybe_refresh_lag(caught_up=False)
-                    if o.batch_size is not None and len(batch) >= o.batch_size:
-                        continue
-                # caught up
-                self._maybe_refresh_lag(caught_up=True)
-                if not o.follow:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                batch = self.store.category_get(o.category, self.read_position, o.batch_size,
+                                                member=o.member, size=o.size)
+            except (Unreachable, StoreError) as e:
+                if not o.follow or not self._read_once:
+                    raise  # a wrong URL, token or store fails fast; later outages wait
+                failures += 1
+                delay = min(30.0, o.poll_interval * 2 ** min(failures, 5))
+                self._log(f"read failed ({e.message}); retrying in {delay:.1f}s")
+                self._stop.wait(delay)
+                continue
+            failures = 0
+            self._read_once = True
+            if batch:
+                rc = self._process(batch)
+                if rc is not None:
+                    return rc
+                caught_up_logged = False
+                if self._stop.is_set():
                     break
-                if not caught_up_logged:
-                    self._log(f"caught up at position {self.position}; following")
-                    caught_up_logged = True
-                if poker is None and hasattr(self.store, "pokes"):
-                    # subscribed once caught up, from the own position: the server's replay
-                    # covers what is written between the last read and the subscription
-                    poker = threading.Thread(target=self._poke_loop, args=(self.position,),
-                                             name="eventodb-pokes", daemon=True)
-                    self._pokes_alive = True
-                    poker.start()
-                    continue  # read once more: a write may have landed before the subscription
-                timeout = o.poll_interval
-                if self._pokes_alive:
-                    timeout = o.poll_interval * o.sse_fallback_factor
-                self._wake.wait(timeout)
-        finally:
-            self._final_save()
-        self._log(f"stopped at position {self.position}: {self.handled} handled, "
-                  f"{self.duplicates} duplicates skipped, {self.failed} failed and skipped")
-        return 0
+                self._maybe_refresh_lag(caught_up=False)
+                if o.batch_size is not None and len(batch) >= o.batch_size:
+                    continue
+            # caught up
+            self._maybe_refresh_lag(caught_up=True)
+            if not o.follow:
+                break
+            if not caught_up_logged:
+                self._log(f"caught up at position {self.read_position}; following")
+                caught_up_logged = True
+            if poker is None and hasattr(self.store, "pokes"):
+                # subscribed once caught up, from the own position: the server's replay
+                # covers what is written between the last read and the subscription
+                poker = threading.Thread(target=self._poke_loop, args=(self.read_position,),
+                                         name="eventodb-pokes", daemon=True)
+                self._pokes_alive = True
+                poker.start()
+                continue  # read once more: a write may have landed before the subscription
+            timeout = o.poll_interval
+            if self._pokes_alive:
+                timeout = o.poll_interval * o.sse_fallback_factor
+            self._idle(timeout)
+        return None
+
+    def _idle(self, timeout: float) -> None:
+        """Wait for a wake-up; meanwhile move the position as the reader takes what it was
+        given, and stop when the reader is gone."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if len(self._pending) or self._saved != self.position:
+                self._commit(save="force")
+            if self.handler.reader_gone():
+                raise ReaderGone()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            step = min(left, 0.05) if len(self._pending) else min(left, 0.5)
+            if self._wake.wait(step):
+                return
 
     def _final_save(self) -> None:
-        """Save the position reached (only ever moved past flushed, handled messages); not when
-        the store was never read (a wrong target leaves no checkpoint behind)."""
-        if self._read_once:
+        """Save the position reached (only ever moved past messages the handler took); not when
+        the store was never read (a wrong target leaves no position behind). When the reader
+        is gone, nothing it did not take is saved."""
+        if not self._read_once:
+            return
+        if not self.reader_gone:
+            try:
+                self.handler.flush()
+            except ReaderGone:
+                self.reader_gone = True
+        if not self.reader_gone:
+            self._settle()
+        elif self.position != self._saved:
             self.save()
 
     def _process(self, batch: list[Message]) -> int | None:
         """Handle a batch. Returns an exit code when the consumer must end now, else None.
-        The position moves only once the handler's output is flushed."""
+        Each message is queued with the offset where its output ends; the position moves past
+        it once the reader has taken that much (``_commit``)."""
         o = self.opts
         done = 0
-        next_position = None
+        pending = self._pending
+        handler = self.handler
         for m in batch:
             if self._stop.is_set():
                 break
             if self.ledger is not None and self.ledger.seen(m.id):
                 self.duplicates += 1
+                pending.add(handler.offset(), m.global_position + 1)
             else:
                 outcome = self._handle(m)
                 if outcome == "stopped":  # not handled: it is the next message to read
-                    next_position = m.global_position
+                    pending.add(handler.offset(), m.global_position)
+                    self.read_position = m.global_position
                     break
                 if outcome == "ok":
-                    if self.ledger is not None:
-                        self.handler.flush()  # the output is out before the id is recorded
-                        self.ledger.record(m.id, m.global_position)
                     self.handled += 1
                     self.last_handled_at = time.time_ns()
+                    pending.add(handler.offset(), m.global_position + 1,
+                                (m.id, m.global_position) if self.ledger is not None else None)
+                    if self.ledger is not None:
+                        handler.flush()  # the output is out before the id is recorded
+                        self._commit(save=False)
                 elif o.on_error == "stop":
-                    self.handler.flush()
-                    self.position = m.global_position  # the failed message is the next to read
-                    self.save()
+                    # the failed message is the next to read, once what came before is taken
+                    pending.add(handler.offset(), m.global_position)
+                    self.read_position = m.global_position
+                    handler.flush()
+                    self._settle()
                     self._log(f"stopping at position {self.position} (--on-error stop)")
                     return 1
                 else:
                     self.failed += 1
+                    pending.add(handler.offset(), m.global_position + 1)
                     self._log(f"skipping message {m.id} at global position "
                               f"{m.global_position} (--on-error skip)")
-            next_position = m.global_position + 1
+            self.read_position = m.global_position + 1
             done += 1
             if o.max_messages is not None and \
                     self.handled + self.duplicates + self.failed >= o.max_messages:
                 self._stop.set()
                 break
-        self.handler.flush()
-        if next_position is not None:
-            self.position = next_position
-            self.save()
+        handler.flush()
+        self._commit(save=True)
+        if done:
             now = time.monotonic()
             self._rate.append((now, done))
             while self._rate[0][0] < now - 60:
@@ -298,13 +409,14 @@ class Consumer:
                 self.handler.handle(m)
                 return "ok"
             except HandlerFailed as e:
+                self.handler_failures += 1
                 if self._stop.is_set():
                     return "stopped"
                 left = o.retries - attempt
                 self._log(f"message {m.id} (global position {m.global_position}): {e}"
                           + (f"; retry {attempt + 1} of {o.retries}" if left else ""))
                 if left:
-                    if self._stop.wait(o.backoff * 2 ** attempt):
+                    if self._stop.wait(min(o.backoff * 2 ** min(attempt, 30), 3600.0)):
                         return "stopped"
         return "failed"
 
