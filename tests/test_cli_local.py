@@ -180,14 +180,14 @@ def test_unusable_store_files(tmp_path, exe):
     sqlite3.connect(other).execute("CREATE TABLE t(x)").connection.commit()
     r = exe("write", "a-1", "--type", "T", "--store", other)
     assert r.exit_code == 1 and "not an eventodb store" in r.stderr, r
-    r = exe("stream", "get", "a-1", "--store", tmp_path)
-    assert r.exit_code == 1 and "is a directory" in r.stderr, r
+    r = exe("stream", "get", "a-1", "--store", tmp_path)  # a path that cannot be a store: usage
+    assert r.exit_code == 2 and "is a directory" in r.stderr, r
     unreadable = tmp_path / "ro.db"
     exe("write", "a-1", "--type", "T", "--store", unreadable)
     os.chmod(unreadable, 0)
     if os.geteuid() != 0:  # root reads anything
         r = exe("stream", "get", "a-1", "--store", unreadable)
-        assert r.exit_code == 1 and "Traceback" not in r.stderr
+        assert r.exit_code == 2 and "permission denied" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_version_conflict_exit_3(store_path, exe):

@@ -41,14 +41,25 @@ def profile_add(name, url, token, token_file, store, timeout, description, use_i
     """Save a profile NAME (the first profile saved becomes the current one)."""
     from ..store import profiles as P
 
+    from ..store.resolve import check_server_url, check_store_path, split_url_credentials
+
+    for flag, value in (("--url", url), ("--token", token), ("--token-file", token_file),
+                        ("--store", store)):
+        if value is not None and not value.strip():
+            raise UsageError(f"{flag}: empty value (give a value, or leave the option out)")
     if token == "-":
         token = sys.stdin.readline().strip()
         if not token:
             raise UsageError("--token -: no token on stdin")
-    if timeout is not None and timeout <= 0:
-        raise UsageError(f"--timeout must be > 0 seconds (got {timeout:g})")
-    if url and not url.startswith(("http://", "https://")):
-        raise UsageError(f"--url must start with http:// or https:// (got {url!r})")
+    if url:
+        # a token in the URL (user:TOKEN@ or ?token=) is kept as the profile's token, never in
+        # the URL that 'profile list' shows
+        url, url_token = split_url_credentials(url)
+        check_server_url(url, "--url")
+        if url_token and not token and not token_file:
+            token = url_token
+    if store:
+        check_store_path(store, "--store")
     path = P.add_profile(name, {"url": url, "token": token, "token_file": token_file,
                                 "store": store, "timeout": timeout,
                                 "description": description}, use=use_it, replace=replace)

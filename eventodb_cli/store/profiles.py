@@ -121,6 +121,18 @@ def remove_profile(name: str) -> bool:
     return was_current
 
 
+def _shown_url(url: str | None) -> str | None:
+    """A profile's URL without any token in it (a config written by hand may hold one)."""
+    if not url:
+        return url
+    from .resolve import split_url_credentials
+
+    try:
+        return split_url_credentials(url)[0]
+    except UsageError:
+        return "(malformed URL)"
+
+
 def describe(name: str, prof: dict, current: str | None) -> dict:
     """A profile as shown by ``profile list|show``: the token itself is never included."""
     token_src = None
@@ -132,7 +144,7 @@ def describe(name: str, prof: dict, current: str | None) -> dict:
         "name": name,
         "current": name == current,
         "kind": "server" if prof.get("url") else "local",
-        "target": prof.get("url") or prof.get("store"),
+        "target": _shown_url(prof.get("url")) or prof.get("store"),
         "token": token_src,
         "timeout": prof.get("timeout"),
         "description": prof.get("description"),

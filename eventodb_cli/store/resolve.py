@@ -25,10 +25,11 @@ from ..errors import UsageError
 from .base import Store
 
 DEFAULT_TIMEOUT = 30.0
+MAX_TIMEOUT = 86400.0  # a day; longer cannot be a request timeout (and overflows a timeval)
 
 
 def default_store_path() -> str:
-    env = os.environ.get("EVENTODB_STORE")
+    env = _env("EVENTODB_STORE")
     if env:
         return env
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local",
@@ -40,6 +41,27 @@ def _xdg_default_store() -> str:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local",
                                                             "share")
     return os.path.join(base, "eventodb", "store.db")
+
+
+def check_store_path(path: str, origin: str | None = None) -> str:
+    """A local store path that can be a store file: not a directory, and no part of the way to
+    it a file (``/etc/passwd/x.db``). A usage error before anything is opened or created."""
+    src = f" (from {origin})" if origin else ""
+    if len(os.fsencode(os.path.abspath(path))) >= 4096:
+        raise UsageError(f"store path is too long ({len(path)} characters){src}")
+    if os.path.isdir(path):
+        raise UsageError(f"store path is a directory: {path}{src}; give a file path")
+    head = os.path.dirname(os.path.abspath(path))
+    while head and not os.path.exists(head):
+        parent = os.path.dirname(head)
+        if parent == head:
+            break
+        head = parent
+    if head and os.path.exists(head) and not os.path.isdir(head):
+        raise UsageError(f"store path {path}{src}: {head} is not a directory")
+    if os.path.exists(path) and not os.access(path, os.R_OK):
+        raise UsageError(f"store path {path}{src}: permission denied")
+    return path
 
 
 @dataclass
@@ -78,32 +100,107 @@ def _read_token_file(path: str) -> str:
     return tok
 
 
-def _split_url_token(url: str) -> tuple[str, str | None]:
-    """``http://h:8080/?token=X`` -> (``http://h:8080``, ``X``): a token never stays in a URL."""
+def split_url_credentials(url: str) -> tuple[str, str | None]:
+    """``http://u:TOKEN@h:8080/?token=X`` -> (``http://h:8080``, token): no token ever stays in
+    a URL, so no message, log or profile listing that shows the URL can show it. The token is
+    ``?token=``, else the userinfo's password, else its user name. A URL that cannot be parsed is
+    a usage error that does not repeat the URL (it may hold a token)."""
     from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-    parts = urlsplit(url)
-    if not parts.query:
-        return url.rstrip("/"), None
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    token = None
-    kept = []
-    for k, v in query:
-        if k == "token":
-            token = v or None
-        else:
-            kept.append((k, v))
-    return urlunsplit(parts._replace(query=urlencode(kept))).rstrip("/"), token
+    try:
+        parts = urlsplit(url)
+        user, password = parts.username, parts.password
+    except ValueError as e:
+        raise UsageError(f"malformed server URL ({e})") from None
+    token = password or user or None
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+    if parts.query:
+        kept = []
+        for k, v in parse_qsl(parts.query, keep_blank_values=True):
+            if k == "token":
+                token = v or token
+            else:
+                kept.append((k, v))
+        parts = parts._replace(query=urlencode(kept))
+    return urlunsplit(parts).rstrip("/"), token
+
+
+def check_server_url(url: str, origin: str | None) -> str:
+    """An ``http(s)://host[:port][/path]`` URL the HTTP client can use; anything else is a usage
+    error naming where the URL came from (checked before any network access)."""
+    from urllib.parse import urlsplit
+
+    src = f", from {origin}" if origin else ""
+
+    def bad(reason: str) -> UsageError:
+        return UsageError(f"malformed server URL {url!r}: {reason}{src}")
+
+    if url.lower() in ("http:", "https:"):
+        raise bad("no host")
+    if not url.lower().startswith(("http://", "https://")):
+        raise UsageError(f"server URL must start with http:// or https:// (got {url!r}{src})")
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
+        raise bad("spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+        host = parts.hostname
+    except ValueError as e:
+        raise bad(str(e)) from None
+    if not host:
+        raise bad("no host")
+    if parts.netloc.endswith(":"):
+        raise bad("empty port")
+    if parts.netloc.startswith("[") or ":" in host:
+        import ipaddress
+
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            raise bad(f"{host!r} is not an IPv6 address") from None
+    elif not _valid_host(host):
+        raise bad(f"{host[:70]!r} is not a valid host name")
+    return url
+
+
+def _valid_host(host: str) -> bool:
+    """A host name the HTTP client (IDNA 2008) and the resolver accept: labels of 1-63."""
+    if not host.isascii():
+        try:
+            import idna  # httpx's own dependency: the same check httpx makes
+
+            host = idna.encode(host).decode("ascii")
+        except (ImportError, UnicodeError, ValueError):
+            return False
+    return len(host) <= 253 and all(0 < len(label) <= 63 for label in
+                                    host.removesuffix(".").split("."))
+
+
+def _env(name: str) -> str | None:
+    """An environment variable; empty (or blank) counts as unset, as ``VAR= cmd`` means."""
+    v = os.environ.get(name)
+    return v if v and v.strip() else None
 
 
 def _env_float(name: str) -> float | None:
-    v = os.environ.get(name)
-    if not v:
+    v = _env(name)
+    if v is None:
         return None
     try:
-        return float(v)
+        f = float(v)
     except ValueError:
-        raise UsageError(f"{name} must be a number of seconds (got {v!r})") from None
+        raise UsageError(f"{name} must be a number of seconds (got {v[:40]!r})") from None
+    return _check_timeout(f, name)
+
+
+def _check_timeout(value: float, what: str) -> float:
+    import math
+
+    if not math.isfinite(value) or not 0 < value <= MAX_TIMEOUT:
+        raise UsageError(f"{what} must be a number of seconds > 0 and <= {MAX_TIMEOUT:g} "
+                         f"(got {value:g})")
+    return value
 
 
 def resolve_target(target: Target) -> Target:
@@ -125,12 +222,12 @@ def resolve_target(target: Target) -> Target:
         t.origin = "--store"
     elif t.profile:
         prof_name = t.profile
-    elif os.environ.get("EVENTODB_URL"):
-        t.url, t.origin = os.environ["EVENTODB_URL"], "EVENTODB_URL"
-    elif os.environ.get("EVENTODB_STORE"):
-        t.store, t.origin = os.environ["EVENTODB_STORE"], "EVENTODB_STORE"
-    elif os.environ.get("EVENTODB_PROFILE"):
-        prof_name = os.environ["EVENTODB_PROFILE"]
+    elif _env("EVENTODB_URL"):
+        t.url, t.origin = _env("EVENTODB_URL"), "EVENTODB_URL"
+    elif _env("EVENTODB_STORE"):
+        t.store, t.origin = _env("EVENTODB_STORE"), "EVENTODB_STORE"
+    elif _env("EVENTODB_PROFILE"):
+        prof_name = _env("EVENTODB_PROFILE")
     else:
         prof_name = P.current_name(P.load_config())
         if prof_name is None:
@@ -147,24 +244,22 @@ def resolve_target(target: Target) -> Target:
         t.profile = None
 
     if t.store:
-        t.store = os.path.expanduser(t.store)
+        t.store = check_store_path(os.path.expanduser(t.store), t.origin)
         return t
 
     # --- a server: URL, token, timeout ---
     if is_postgres_url(t.url):  # Message DB: store/postgres.py resolves its own credentials
         return t
-    t.url, url_token = _split_url_token(t.url)
-    if not t.url.startswith(("http://", "https://")):
-        raise UsageError(f"server URL must start with http:// or https:// (got {t.url!r}, "
-                         f"from {t.origin})")
+    t.url, url_token = split_url_credentials(t.url)
+    check_server_url(t.url, t.origin)
     if t.token:
         pass
     elif t.token_file:
         t.token = _read_token_file(t.token_file)
-    elif os.environ.get("EVENTODB_TOKEN"):
-        t.token = os.environ["EVENTODB_TOKEN"]
-    elif os.environ.get("EVENTODB_TOKEN_FILE"):
-        t.token = _read_token_file(os.environ["EVENTODB_TOKEN_FILE"])
+    elif _env("EVENTODB_TOKEN"):
+        t.token = _env("EVENTODB_TOKEN")
+    elif _env("EVENTODB_TOKEN_FILE"):
+        t.token = _read_token_file(_env("EVENTODB_TOKEN_FILE"))
     elif url_token:
         t.token = url_token
     elif prof is not None and prof.get("token"):
@@ -175,11 +270,13 @@ def resolve_target(target: Target) -> Target:
     if t.timeout is None:
         t.timeout = _env_float("EVENTODB_TIMEOUT")
     if t.timeout is None and prof is not None and prof.get("timeout") is not None:
-        t.timeout = float(prof["timeout"])
+        try:
+            t.timeout = _check_timeout(float(prof["timeout"]), f"profile {prof_name} timeout")
+        except (TypeError, ValueError):
+            raise UsageError(f"profile {prof_name}: timeout is not a number") from None
     if t.timeout is None:
         t.timeout = DEFAULT_TIMEOUT
-    if t.timeout <= 0:
-        raise UsageError(f"--timeout must be > 0 seconds (got {t.timeout:g})")
+    _check_timeout(t.timeout, "--timeout")
     return t
 
 
