@@ -54,10 +54,12 @@ def profile_add(name, url, token, token_file, store, timeout, description, use_i
     if url:
         # a token in the URL (user:TOKEN@ or ?token=) is kept as the profile's token, never in
         # the URL that 'profile list' shows
-        url, url_token = split_url_credentials(url)
-        check_server_url(url, "--url")
-        if url_token and not token and not token_file:
-            token = url_token
+        clean, url_token = split_url_credentials(url)
+        check_server_url(clean, "--url")
+        if url_token:
+            url = clean
+            if not token and not token_file:
+                token = url_token
     if store:
         check_store_path(store, "--store")
     path = P.add_profile(name, {"url": url, "token": token, "token_file": token_file,

@@ -128,7 +128,8 @@ def _shown_url(url: str | None) -> str | None:
     from .resolve import split_url_credentials
 
     try:
-        return split_url_credentials(url)[0]
+        clean, token = split_url_credentials(url)
+        return clean if token else url
     except UsageError:
         return "(malformed URL)"
 
