@@ -1,0 +1,146 @@
+"""PostgresStore against a real PostgreSQL with the real Message DB (tests/pg_fixture.py):
+writes through write_message, reads through get_*_messages, errors mapped to our exit codes,
+the password never printed."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import psycopg
+import pytest
+
+from eventodb_cli.domain.message import NewMessage, canonical_json
+from eventodb_cli.errors import DuplicateMessageId, Unreachable, UsageError, VersionConflict
+from eventodb_cli.store.postgres import PostgresStore, mask_url
+
+from pg_fixture import PASSWORD
+
+
+def _id(n: int) -> str:
+    return str(uuid.UUID(int=n))
+
+
+def _count(url: str) -> int:
+    with psycopg.connect(url) as c:
+        return c.execute("SELECT count(*) FROM message_store.messages").fetchone()[0]
+
+
+def test_write_and_read_back_through_message_db_functions(mdb_url):
+    with PostgresStore(mdb_url) as s:
+        assert s.kind == "postgres"
+        r = s.write_batch([NewMessage("account-1", "Opened", '{"b":1,"a":[1.5,"é"]}', None,
+                                      _id(1), -1),
+                           NewMessage("account-1", "Deposited", '{"amount":10}',
+                                      '{"correlationStreamName":"workflow-1"}', _id(2), 0),
+                           NewMessage("account-2", "Opened", "{}")])
+        assert [(x.position, x.global_position) for x in r] == [(0, 1), (1, 2), (0, 3)]
+        got = s.stream_get("account-1")
+        assert [m.id for m in got] == [_id(1), _id(2)]
+        assert got[0].data == '{"a":[1.5,"é"],"b":1}'  # canonical JSON, not jsonb's text
+        assert got[0].metadata is None
+        assert got[1].metadata == canonical_json({"correlationStreamName": "workflow-1"})
+        assert got[0].time % 1000 == 0 and got[0].time > 1_700_000_000 * 10**9  # us, UTC
+        assert s.stream_version("account-1") == 1
+        assert s.stream_version("account-9") is None
+        assert s.stream_last("account-1").type == "Deposited"
+        assert s.stream_last("account-1", "Opened").id == _id(1)
+        assert s.stream_last("account-1", "Nope") is None
+        assert [m.global_position for m in s.category_get("account")] == [1, 2, 3]
+        assert [m.id for m in s.category_get("account", correlation="workflow")] == [_id(2)]
+        assert s.category_head("account") == 3
+        assert s.category_head("nothing") is None
+        assert [m.position for m in s.stream_get("account-1", global_position=2)] == [1]
+
+
+def test_version_conflict_leaves_nothing_of_the_batch(mdb_url):
+    with PostgresStore(mdb_url) as s:
+        s.write(NewMessage("account-1", "Opened", "{}", None, _id(1)))
+        with pytest.raises(VersionConflict) as ei:
+            s.write_batch([NewMessage("account-2", "Opened", "{}"),
+                           NewMessage("account-1", "Again", "{}", None, None, 5)])
+        assert (ei.value.stream, ei.value.expected, ei.value.actual) == ("account-1", 5, 0)
+        assert ei.value.exit_code == 3
+        assert s.stream_version("account-2") is None  # the batch's first write rolled back
+        with pytest.raises(DuplicateMessageId) as ei:
+            s.write_batch([NewMessage("account-3", "Opened", "{}"),
+                           NewMessage("account-3", "Opened", "{}", None, _id(1))])
+        assert ei.value.message_id == _id(1)
+        assert s.stream_version("account-3") is None
+    assert _count(mdb_url) == 1
+
+
+def test_bad_group_arguments_are_usage_errors(mdb_url):
+    with PostgresStore(mdb_url) as s:
+        with pytest.raises(UsageError):
+            s.category_get("account", member=3, size=3)
+        with pytest.raises(UsageError):
+            s.category_get("account", member=1)
+        # a size beyond Message DB's smallint cast still reads, with the same formula
+        s.write(NewMessage("account-123", "Opened", "{}"))
+        from eventodb_cli.domain.hashing import member_for
+
+        m = member_for("account-123", 40000)
+        assert len(s.category_get("account", member=m, size=40000)) == 1
+
+
+def test_cli_exit_codes_and_one_line_errors(mdb_url, cli):
+    r = cli("write", "account-1", "-t", "Opened", "--expected-version", "-1", "--url", mdb_url)
+    assert r.exit_code == 0, r
+    r = cli("write", "account-1", "-t", "Opened", "--expected-version", "-1", "--url", mdb_url)
+    assert r.exit_code == 3 and len(r.stderr.strip().splitlines()) == 1, r
+    r = cli("category", "get", "account", "--member", "3", "--size", "3", "--url", mdb_url)
+    assert r.exit_code == 2, r
+
+
+def test_wrong_password_and_no_server_exit_5_and_never_print_the_password(messagedb, cli, exe):
+    db = messagedb.create_db()
+    bad = messagedb.url(db, password="wrong-Pa55word")
+    r = cli("stream", "version", "account-1", "--url", bad)
+    assert r.exit_code == 5, r
+    assert "wrong-Pa55word" not in r.stdout + r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "password authentication failed" in r.stderr
+    nobody = f"postgresql://u:{PASSWORD}@127.0.0.1:1/x"
+    r = exe("stream", "version", "account-1", "--url", nobody)
+    assert r.exit_code == 5, r
+    assert PASSWORD not in r.stdout + r.stderr
+    assert "***" in r.stderr
+
+
+def test_password_from_token_file_and_pgpassword(messagedb, cli, tmp_path, monkeypatch):
+    db = messagedb.create_db()
+    url = messagedb.url(db, password=None)
+    f = tmp_path / "pw"
+    f.write_text(PASSWORD + "\n")
+    r = cli("write", "account-1", "-t", "Opened", "--url", url, "--token-file", str(f))
+    assert r.exit_code == 0, r
+    r = cli("stream", "version", "account-1", "--url", url, "--token", "nope")
+    assert r.exit_code == 5 and "nope" not in r.stderr, r
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    r = cli("stream", "version", "account-1", "-o", "json", "--url", url)
+    assert r.exit_code == 0 and r.stdout.strip() == "0", r
+
+
+def test_any_role_with_message_db_privileges(messagedb, cli):
+    """Message DB's own message_store role (search_path set by us, not by the role)."""
+    db = messagedb.create_db()
+    url = messagedb.url(db, user="message_store")
+    r = cli("write", "account-1", "-t", "Opened", "-o", "json", "--url", url)
+    assert r.exit_code == 0, r
+    r = cli("category", "get", "account", "--member", "0", "--size", "1", "-o", "json",
+            "--url", url)
+    assert r.exit_code == 0 and len(r.json()) == 1, r
+
+
+def test_mask_url_and_repr():
+    u = "postgresql://me:hunter2@db.example:5432/app?sslmode=require&password=x2"
+    assert "hunter2" not in mask_url(u) and "x2" not in mask_url(u)
+    assert mask_url(u).startswith("postgresql://me:***@db.example:5432/app")
+
+
+def test_not_a_message_db_database(messagedb, cli):
+    messagedb.psql("CREATE DATABASE plain_pg")
+    r = cli("stream", "version", "account-1", "--url", messagedb.url("plain_pg"))
+    assert r.exit_code == 1, r
+    assert "Message DB is not installed" in r.stderr and PASSWORD not in r.stderr
