@@ -1,4 +1,4 @@
-"""The same CLI cases against a local store and against a real ``eventodb serve``: identical
+"""The same CLI cases against a local store, a real ``eventodb serve`` and Message DB: identical
 stdout, stderr and exit code, byte for byte.
 
 Both targets are loaded with the same records (ids, positions, global positions with gaps,
@@ -206,3 +206,89 @@ def test_writes_give_the_same_positions(cli, server, tmp_path):
                              [dict(zip(["id", "streamName", "type", "position",
                                         "globalPosition", "data"], x)) for x in rb.ndjson()])]
         assert strip == strip_b and len(strip) >= 10
+
+
+# --- the third target: Message DB on PostgreSQL (issue 11) -----------------------------------
+# Message DB keeps times to the microsecond, so the three-target dataset has microsecond times;
+# `ns` commands are server-only (they go through require_remote) and are left out here.
+MDB_CASES = [c for c in READ_CASES if c[0] != "ns"]
+
+
+def dataset_us() -> list[Message]:
+    return [m._replace(time=m.time // 1000 * 1000) for m in dataset()]
+
+
+@pytest.fixture(scope="module")
+def targets3(server, messagedb, tmp_path_factory):
+    """(local, server, Message DB) args: the same records behind all three."""
+    from eventodb_cli.store.postgres import PostgresStore
+
+    records = dataset_us()
+    path = str(tmp_path_factory.mktemp("parity3") / "local.db")
+    with LocalStore(path, create=True) as local:
+        assert local.import_records(records) == len(records)
+    with RemoteStore(server.url, server.token) as admin:
+        token = admin.ns_create("parity3-" + uuid.uuid4().hex[:8])["token"]
+    with RemoteStore(server.url, token) as remote:
+        events = list(remote.import_stream(
+            (to_record_line(m) + "\n").encode() for m in records))
+    assert events[-1].get("done") is True, events
+    url = messagedb.url(messagedb.create_db())
+    with PostgresStore(url) as mdb:
+        assert mdb.import_records(records) == len(records)
+    return ["--store", path], ["--url", server.url, "--token", token], ["--url", url]
+
+
+@pytest.mark.parametrize("args", MDB_CASES, ids=lambda a: " ".join(a) or "''")
+def test_same_output_local_server_and_message_db(cli, targets3, args):
+    local, remote, mdb = targets3
+    a = _run(cli, args, local)
+    assert _run(cli, args, remote) == a
+    assert _run(cli, args, mdb) == a
+
+
+def test_writes_give_the_same_positions_on_message_db(cli, messagedb, tmp_path):
+    """The same writes (fixed ids) on a local store and on Message DB print the same positions
+    and the same errors, single and --file, and read back the same apart from write times."""
+    from eventodb_cli.store.postgres import PostgresStore
+
+    records = dataset_us()[:60]
+    path = str(tmp_path / "w.db")
+    with LocalStore(path, create=True) as local:
+        local.import_records(records)
+    url = messagedb.url(messagedb.create_db())
+    with PostgresStore(url) as mdb:
+        mdb.import_records(records)
+    local, mdb = ["--store", path], ["--url", url]
+    lines = [json.dumps({"stream": f"w-{i % 3}", "type": "Bulk", "data": {"i": i},
+                         "id": str(uuid.UUID(int=10_000 + i))}) for i in range(30)]
+    f = tmp_path / "w.ndjson"
+    f.write_text("\n".join(lines) + "\n")
+    cases = [
+        ["write", "account-1", "-t", "Deposited", "-d", '{"amount":1}', "--id",
+         str(uuid.UUID(int=9001)), "-o", "json"],
+        ["write", "account-1", "-t", "Deposited", "-d", '{"amount":2}', "--id",
+         str(uuid.UUID(int=9002)), "--expected-version", "-1"],
+        ["write", "new-1", "-t", "Opened", "-m", '{"a":"ü"}', "--id", str(uuid.UUID(int=9003)),
+         "--expected-version", "-1", "-o", "table"],
+        ["stream", "version", "account-1", "-o", "json"],
+        ["stream", "version", "new-1", "-o", "json"],
+    ]
+    for args in cases:
+        assert _run(cli, args, local) == _run(cli, args, mdb), args
+    a = cli("write", "--file", str(f), "--concurrency", "1", "-o", "json", *local)
+    b = cli("write", "--file", str(f), "--concurrency", "1", "-o", "json", *mdb)
+    assert a.exit_code == b.exit_code == 0, (a, b)
+    ja, jb = a.json(), b.json()
+    ja.pop("seconds"), jb.pop("seconds")
+    assert ja == jb
+    # a duplicate id: the same one-line error and exit code. Last, because a PostgreSQL
+    # sequence is not transactional: the failed INSERT used up a global position (a gap)
+    dup = ["write", "new-1", "-t", "Again", "--id", str(uuid.UUID(int=9003))]
+    assert _run(cli, dup, local) == _run(cli, dup, mdb)
+    strip = ("id", "streamName", "type", "position", "globalPosition", "data", "metadata")
+    for args in (["stream", "get", "w-1", "-o", "ndjson"], ["category", "get", "w", "-o",
+                                                            "ndjson"]):
+        ra, rb = cli(*args, *local), cli(*args, *mdb)
+        got_a = [tuple(m[k] for k in strip) for m in ra.ndjson()]
+        assert got_a == [tuple(m[k] for k in strip) for m in rb.ndjson()] and len(got_a) >= 10
