@@ -230,3 +230,35 @@ def test_group_list_through_the_executable(exe, store_path):
     r = exe("group", "describe", "acct", "--group", "billing", "--store", store_path,
             "--format", "json")
     assert r.exit_code == 0 and r.json()["members"][0]["position"] == 0
+
+
+def test_a_damaged_position_is_one_line_exit_1(cli, store_path):
+    from eventodb_cli.domain.message import NewMessage
+    from eventodb_cli.store.local import LocalStore
+
+    with LocalStore(store_path, create=True) as st:
+        st.write(NewMessage("acct:position-g-0", "Recorded", '{"position":-4}',
+                            '{"group":"g","member":0,"size":1}'))
+    r = cli("group", "describe", "acct", "--group", "g", "--size", 1, "--store", store_path)
+    assert r.exit_code == 1
+    assert "no valid 'position'" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_stalled_is_decided_by_the_clock_given(store_path):
+    """The service takes ``now_ns``: a position written 10 s before 'now' with lag is stalled
+    after 5 s, not after 60 s."""
+    from eventodb_cli.services import group_view
+    from eventodb_cli.store.local import LocalStore
+
+    with LocalStore(store_path, create=True) as st:
+        write_messages(st, "acct", 5)
+        w = P.write_position(st, "acct", "g-0", 1, group="g", member=0, size=1)
+        t = P.read_position(st, "acct", "g-0").time_ns
+        assert w.global_position == 6
+        now = t + 10 * 10**9
+        rep = group_view.describe(st, "acct", group="g", stalled_after=5, now_ns=now)
+        assert rep["members"][0]["status"] == "stalled"
+        rep = group_view.describe(st, "acct", group="g", stalled_after=60, now_ns=now)
+        assert rep["members"][0]["status"] == "healthy"
+        assert rep["members"][0]["lagSeconds"] >= 10

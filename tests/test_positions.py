@@ -174,3 +174,63 @@ def test_list_position_streams_pages(local, monkeypatch):
         P.write_position(local, "acct", f"g-{m}", m, group="g", member=m, size=7)
     ids = [i for _c, i, _s in P.list_position_streams(local)]
     assert ids == [f"g-{m}" for m in range(7)]
+
+
+class _Bare:
+    """A store with only the Store interface (no list_categories / list_streams), as a new
+    backend might start."""
+
+    kind = "bare"
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        if name in ("list_categories", "list_streams", "share_lag"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+def test_list_position_streams_of_a_category_without_store_listings(local):
+    for m in range(3):
+        P.write_position(local, "acct", f"g-{m}", m, group="g", member=m, size=3)
+        P.write_position(local, "acct", f"g-{m}", m + 1, group="g", member=m, size=3)
+    P.write_position(local, "other", "g-0", 1)
+    bare = _Bare(local)
+    assert [i for _c, i, _s in P.list_position_streams(bare, "acct")] == ["g-0", "g-1", "g-2"]
+    with pytest.raises(UsageError, match="cannot list its categories"):
+        list(P.list_position_streams(bare))
+
+
+def test_describe_and_size_through_a_bare_store(local):
+    from eventodb_cli.services import group_view
+
+    local.write_batch([NewMessage(f"acct-{i}", "E", "{}") for i in range(30)])
+    for m in range(2):
+        P.write_position(local, "acct", f"g-{m}", 10, group="g", member=m, size=2)
+    bare = _Bare(local)
+    a = group_view.describe(bare, "acct", group="g")
+    b = group_view.describe(local, "acct", group="g")
+    assert a["size"] == b["size"] == 2
+    assert [r["lagMessages"] for r in a["members"]] == [r["lagMessages"] for r in b["members"]]
+    assert sum(r["lagMessages"] for r in a["members"]) == 20
+
+
+def test_share_lag_uses_a_store_fast_path_when_there_is_one(local):
+    from eventodb_cli.services import group_view
+
+    local.write_batch([NewMessage(f"acct-{i}", "E", "{}") for i in range(10)])
+    generic = group_view.share_lag(local, "acct", 0, 2, 3, 10)
+    calls = []
+
+    class Fast(_Bare):
+        def share_lag(self, *args):
+            calls.append(args)
+            return generic
+
+    assert group_view.share_lag(Fast(local), "acct", 0, 2, 3, 10) == generic
+    assert calls == [("acct", 0, 2, 3, 10)]
+    count, oldest = generic
+    assert count == sum(1 for m in local.iter_category("acct", member=0, size=2)
+                        if 3 < m.global_position <= 10)
+    assert oldest is not None

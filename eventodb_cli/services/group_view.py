@@ -58,9 +58,7 @@ def share_lag(store: Store, category: str, member: int | None, size: int | None,
 def _group_positions(store: Store, category: str, group: str) -> dict[int, P.Position]:
     """Every member position of ``group`` on ``category`` found in the store."""
     out: dict[int, P.Position] = {}
-    for cat, ident, _stream in P.list_position_streams(store):
-        if cat != category:
-            continue
+    for _cat, ident, _stream in P.list_position_streams(store, category):
         split = P.split_group_identifier(ident)
         if split is None or split[0] != group:
             continue
@@ -123,6 +121,8 @@ def describe(store: Store, category: str, *, group: str | None = None, size: int
     """One report (the ``--format json`` object): the summary, then ``members``, one row each."""
     if (group is None) == (identifier is None):
         raise UsageError("give exactly one of --group NAME or --identifier ID")
+    if identifier is not None and not identifier.strip():
+        raise UsageError("--identifier: empty value")
     if identifier is not None and size is not None:
         raise UsageError("--size is for a --group; an --identifier is one consumer")
     _check_thresholds(size, max_lag, max_lag_seconds, stalled_after)

@@ -211,28 +211,45 @@ def check_size(pos: Position | None, size: int) -> None:
 _PAGE = 1000
 
 
-def list_position_streams(store: Store) -> Iterator[tuple[str, str | None, str]]:
-    """Every position stream in the store as ``(category, identifier, stream)``, found through
-    the categories named ``...:position`` or ``...+position`` (``list_categories`` and
-    ``list_streams`` of StoreExtras)."""
-    for row in store.list_categories():  # type: ignore[attr-defined]
-        pcat = row.get("category") if isinstance(row, dict) else None
-        if not isinstance(pcat, str) or not is_position_category(pcat):
-            continue
-        cursor = ""
-        while True:
-            rows = store.list_streams(prefix=pcat, cursor=cursor,  # type: ignore[attr-defined]
-                                      limit=_PAGE)
-            for r in rows:
-                stream = r.get("stream") if isinstance(r, dict) else None
-                if not isinstance(stream, str):
-                    continue
-                # a server's prefix match is case-insensitive and has wildcards: filter exactly
-                if stream.partition("-")[0] != pcat:
-                    continue
-                parsed = parse_position_stream(stream)
-                if parsed is not None:
-                    yield parsed[0], parsed[1], stream
-            if len(rows) < _PAGE:
-                break
-            cursor = rows[-1]["stream"]
+def list_position_streams(store: Store, category: str | None = None
+                          ) -> Iterator[tuple[str, str | None, str]]:
+    """Every position stream in the store (or of ``category`` only) as ``(category, identifier,
+    stream)``, found through the categories named ``...:position`` or ``...+position``.
+
+    Uses the store's ``list_categories`` and ``list_streams`` (StoreExtras). A store without
+    ``list_streams`` is read through the position category itself (``category_get``, every
+    store has it); one without ``list_categories`` can only answer for a given ``category``."""
+    if category is not None:
+        pcats = [position_stream_name(category, None)]
+    else:
+        lister = getattr(store, "list_categories", None)
+        if lister is None:
+            raise UsageError(f"this target ({store.kind}) cannot list its categories: name the "
+                             f"category (group describe CATEGORY --group NAME --size N)")
+        pcats = [row.get("category") for row in lister() if isinstance(row, dict)]
+        pcats = [c for c in pcats if isinstance(c, str) and is_position_category(c)]
+    for pcat in pcats:
+        for stream in _streams_of(store, pcat):
+            parsed = parse_position_stream(stream)
+            if parsed is not None:
+                yield parsed[0], parsed[1], stream
+
+
+def _streams_of(store: Store, pcat: str) -> Iterator[str]:
+    """The streams of category ``pcat``, in name order."""
+    lister = getattr(store, "list_streams", None)
+    if lister is None:
+        seen = sorted({m.stream_name for m in store.iter_category(pcat)})
+        yield from seen
+        return
+    cursor = ""
+    while True:
+        rows = lister(prefix=pcat, cursor=cursor, limit=_PAGE)
+        for r in rows:
+            stream = r.get("stream") if isinstance(r, dict) else None
+            # a server's prefix match is case-insensitive and has wildcards: filter exactly
+            if isinstance(stream, str) and stream.partition("-")[0] == pcat:
+                yield stream
+        if len(rows) < _PAGE:
+            return
+        cursor = rows[-1]["stream"]
