@@ -462,6 +462,7 @@ def test_cli_write_file_reports_partial_batch(server, ns_token, tmp_path, cli):
     assert r.exit_code == 3, r
     line = one_line(r.stderr)
     assert "line 11: Expected version 99, stream is at version 1" in line
-    assert "10 messages were written before it" in line
-    assert "10 of lines 1-20 were written, 10 were not: lines 11-20" in line
+    # issue 8 item 9: the count is everything that landed, and says which lines did not
+    assert "10 messages were written: 10 of lines 1-20; not written: lines 11-20" in line
+    assert "before it" not in line and "--resume" in line
     assert len(list(RemoteStore(server.url, ns_token).iter_category("part"))) == 10

@@ -7,9 +7,14 @@ import sys
 
 import click
 
-from ..errors import UsageError
-from .common import (complete_stream, examples, format_option, get_store, out_format,
-                     read_json_arg, target_options)
+from ..errors import EventoError, UsageError
+from .common import INT64, complete_stream, examples, format_option, get_store, get_target, \
+    out_format, target_options
+
+# Bounds of the --file options: one batch is parsed in memory and written in one transaction
+# (local) or as that many requests (server); beyond these a value is a typo, not a plan.
+MAX_BATCH_SIZE = 1_000_000
+MAX_CONCURRENCY = 256
 
 
 @click.command()
@@ -19,16 +24,19 @@ from .common import (complete_stream, examples, format_option, get_store, out_fo
               "Default {}.")
 @click.option("--metadata", "-m", metavar="JSON", help="Message metadata: JSON, @file or -.")
 @click.option("--id", "mid", metavar="UUID", help="Message id (default: a new UUID).")
-@click.option("--expected-version", type=int, metavar="N",
+@click.option("--expected-version", type=click.IntRange(-1, INT64.max), metavar="N",
               help="Write only if the stream is at version N (-1: stream must not exist). "
                    "Exit 3 on conflict.")
 @click.option("--file", "-f", "file", metavar="PATH",
               help="Write NDJSON records from PATH (- for stdin): keys stream, type, data, "
                    "metadata?, id?, expectedVersion?.")
-@click.option("--batch-size", type=int, default=1000, show_default=True,
-              help="Messages per transaction with --file.")
-@click.option("--concurrency", type=int, default=8, show_default=True,
-              help="Concurrent requests with --file on a server.")
+@click.option("--resume", is_flag=True,
+              help="With --file PATH: finish an interrupted run of the same file, writing "
+                   "each line exactly once (not for stdin).")
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=1000,
+              show_default=True, help="Messages per transaction with --file.")
+@click.option("--concurrency", type=click.IntRange(1, MAX_CONCURRENCY), default=8,
+              show_default=True, help="Concurrent requests with --file on a server.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar with --file [default: on when stderr is a terminal].")
 @format_option
@@ -37,24 +45,27 @@ from .common import (complete_stream, examples, format_option, get_store, out_fo
     "eventodb write account-123 --type Deposited --data '{\"amount\":100}'",
     "eventodb write account-123 -t Withdrawn -d @withdrawal.json --expected-version 0",
     "eventodb write --file messages.ndjson --batch-size 5000",
+    "eventodb write --file messages.ndjson --resume      # after an interruption",
 )
-def write(stream, mtype, data, metadata, mid, expected_version, file, batch_size, concurrency,
-          progress, fmt):
+def write(stream, mtype, data, metadata, mid, expected_version, file, resume, batch_size,
+          concurrency, progress, fmt):
     """Write a message to STREAM, or many messages from NDJSON with --file.
 
     Prints the position and global position of the message (with --file, a summary).
     Every message gets a client-chosen UUID, so a retried write is never duplicated.
+    An interrupted --file run (Ctrl-C, a kill, a lost connection) is finished by running it
+    again with --resume: every line is then written exactly once.
     """
     fmt = out_format(fmt)
     if file is not None:
         if stream or mtype or data or metadata or mid or expected_version is not None:
             raise UsageError("--file takes no STREAM, --type, --data, --metadata, --id or "
                              "--expected-version (they come from each record)")
-        if batch_size < 1:
-            raise UsageError(f"--batch-size must be >= 1 (got {batch_size})")
-        if concurrency < 1:
-            raise UsageError(f"--concurrency must be >= 1 (got {concurrency})")
-        return _write_file(file, batch_size, concurrency, progress, fmt)
+        if resume and file == "-":
+            raise UsageError("--resume needs a file: stdin cannot be read again")
+        return _write_file(file, resume, batch_size, concurrency, progress, fmt)
+    if resume:
+        raise UsageError("--resume goes with --file PATH")
     if not stream:
         raise UsageError("missing STREAM (or --file PATH)")
     if not mtype:
@@ -62,54 +73,209 @@ def write(stream, mtype, data, metadata, mid, expected_version, file, batch_size
     from ..domain.message import new_message
 
     try:
-        msg = new_message(stream, mtype, read_json_arg(data, "--data"),
-                          read_json_arg(metadata, "--metadata"), mid, expected_version)
+        msg = new_message(stream, mtype, _json_arg(data, "--data"),
+                          _json_arg(metadata, "--metadata"), mid, expected_version)
     except ValueError as e:
         raise UsageError(str(e)) from None
     with get_store(create=True) as store:
         result = store.write(msg)
     from ..render import emit_object
 
-    if fmt == "table":
-        click.echo(f"{stream}: position {result.position}, global position "
-                   f"{result.global_position}")
-    else:
-        emit_object({"position": result.position, "globalPosition": result.global_position}, fmt)
+    what = (f"the message was written ({stream} position {result.position}, global position "
+            f"{result.global_position})")
+    with _output_after_write(what):
+        if fmt == "table":
+            click.echo(f"{stream}: position {result.position}, global position "
+                       f"{result.global_position}")
+        else:
+            emit_object({"position": result.position,
+                         "globalPosition": result.global_position}, fmt)
 
 
-def _write_file(path, batch_size, concurrency, progress, fmt):
+class _output_after_write:
+    """Printing the result of a write that has happened: if stdout fails (a full disk,
+    ``>/dev/full``, an I/O error), say on stderr in one line that the write happened and exit 0,
+    so a script that retries on failure does not write it twice. A closed pipe stays quiet."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is None:
+            try:
+                sys.stdout.flush()
+                return False
+            except BrokenPipeError:
+                raise
+            except OSError as e:
+                exc = e
+        if isinstance(exc, BrokenPipeError) or not isinstance(exc, OSError):
+            return False
+        _drop_stdout()
+        click.echo(f"eventodb: warning: {self.what}, but printing the result failed: "
+                   f"{exc.strerror or exc}", err=True)
+        return True
+
+
+def _drop_stdout() -> None:
+    """After stdout failed: discard what is buffered so no later flush fails again."""
+    try:
+        fd = sys.stdout.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+        sys.stdout.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _json_arg(value, what):
+    """A JSON argument (literal, ``@file`` or ``-``) parsed by domain/strictjson: NaN, Infinity,
+    1e999, lone surrogates and over-long integers are usage errors (exit 2), like bad JSON.
+    (Reads the text itself because common.read_json_arg parses with plain ``json``.)"""
+    if value is None:
+        return None
+    from ..domain import strictjson
+
+    text = value
+    if value == "-":
+        if sys.stdin is None:
+            raise UsageError(f"{what} -: stdin is closed")
+        try:
+            text = sys.stdin.read()
+        except (OSError, ValueError) as e:
+            raise UsageError(f"{what} -: cannot read stdin: {e}") from None
+    elif value.startswith("@"):
+        path = value[1:]
+        try:
+            with open(path, "rb") as fh:
+                text = fh.read()
+        except OSError as e:
+            raise UsageError(f"{what}: cannot read {path}: {e.strerror}") from None
+    try:
+        return strictjson.loads(text)
+    except ValueError as e:
+        raise UsageError(f"{what} is not valid JSON: {strictjson.error_text(e)}") from None
+
+
+def resume_command(file: str, batch_size: int, concurrency: int) -> str:
+    """The command line that finishes this run (the target as given; never the token)."""
+    import shlex
+
+    t = get_target()
+    words = ["eventodb", "write", "--file", file, "--resume"]
+    if t.store:
+        words += ["--store", t.store]
+    if t.url:
+        words += ["--url", t.url]
+    if t.profile:
+        words += ["--profile", t.profile]
+    if t.token_file:
+        words += ["--token-file", t.token_file]
+    if batch_size != 1000:
+        words += ["--batch-size", str(batch_size)]
+    if concurrency != 8:
+        words += ["--concurrency", str(concurrency)]
+    text = shlex.join(words)
+    return text + (" (with the same --token)" if t.token else "")
+
+
+def _write_file(path, resume, batch_size, concurrency, progress, fmt):
     from ..render import emit_object
     from ..services.writes import write_ndjson
 
     if path == "-":
-        fh = sys.stdin.buffer
+        fh = sys.stdin.buffer if sys.stdin is not None else None
+        if fh is None:
+            raise UsageError("--file -: stdin is closed")
         total = None
+        real = None
     else:
         try:
             fh = open(path, "rb")
         except OSError as e:
             raise UsageError(f"cannot read {path}: {e.strerror}") from None
-        total = os.fstat(fh.fileno()).st_size
+        st = os.fstat(fh.fileno())
+        import stat
+
+        total = st.st_size
+        # only a regular file can be read again: a pipe or a device has no resume
+        real = os.path.realpath(path) if stat.S_ISREG(st.st_mode) else None
+        if resume and real is None:
+            raise UsageError(f"--resume needs a regular file ({path} is not)")
     if progress is None:
         from ..render import show_progress
 
         progress = show_progress()
-    with get_store(create=True) as store:
+    with _signals_interrupt(), get_store(create=True) as store:
         if hasattr(store, "concurrency"):
             store.concurrency = concurrency
-        if progress:
-            summary = _with_progress(store, fh, batch_size, total)
+        try:
+            if progress:
+                summary = _with_progress(store, fh, batch_size, total, real, resume)
+            else:
+                summary = write_ndjson(store, fh, batch_size, file=real, resume=resume)
+        except EventoError as e:
+            if getattr(e, "resumable", False) and getattr(e, "summary", None) is not None:
+                e.message += f"; to write the rest exactly once: " \
+                             f"{resume_command(path, batch_size, concurrency)}"
+            elif getattr(e, "summary", None) is not None and real is None:
+                e.message += "; stdin cannot be resumed"
+            if e.code == "INTERRUPTED" and _signals_interrupt.received == "SIGTERM":
+                e.exit_code = 143
+            raise
+    what = f"{summary.written} messages were written"
+    with _output_after_write(what):
+        if fmt == "table":
+            extra = (f" ({summary.already_written} already written, after line "
+                     f"{summary.resumed_after_line})" if summary.resumed else "")
+            click.echo(f"wrote {summary.written} messages in {summary.batches} batches "
+                       f"(global positions {summary.first_global_position}.."
+                       f"{summary.last_global_position}) in {summary.seconds:.2f}s{extra}")
         else:
-            summary = write_ndjson(store, fh, batch_size)
-    if fmt == "table":
-        click.echo(f"wrote {summary.written} messages in {summary.batches} batches "
-                   f"(global positions {summary.first_global_position}.."
-                   f"{summary.last_global_position}) in {summary.seconds:.2f}s")
-    else:
-        emit_object(summary.to_dict(), fmt)
+            emit_object(summary.to_dict(), fmt)
 
 
-def _with_progress(store, fh, batch_size, total):
+class _signals_interrupt:
+    """SIGTERM (and SIGHUP) raise KeyboardInterrupt during a bulk write, as Ctrl-C does, so the
+    run ends between two statements and says what it wrote."""
+
+    received: str | None = None
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self._old = {}
+        if threading.current_thread() is not threading.main_thread():
+            return self
+
+        def handler(signum, frame):
+            type(self).received = signal.Signals(signum).name
+            raise KeyboardInterrupt
+
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                self._old[sig] = signal.signal(sig, handler)
+            except (ValueError, OSError):
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, old in self._old.items():
+            try:
+                signal.signal(sig, old)
+            except (ValueError, OSError):
+                pass
+        return False
+
+
+def _with_progress(store, fh, batch_size, total, real, resume):
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
                                TimeRemainingColumn)
 
@@ -121,4 +287,5 @@ def _with_progress(store, fh, batch_size, total):
                   console=console(stderr=True), transient=True) as bar:
         task = bar.add_task("write", total=total, n=0)
         return write_ndjson(store, fh, batch_size,
-                            on_progress=lambda b, n: bar.update(task, completed=b, n=n))
+                            on_progress=lambda b, n: bar.update(task, completed=b, n=n),
+                            file=real, resume=resume)

@@ -14,7 +14,12 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+from .strictjson import check_value
+
+# allow_nan=False: a NaN or an infinity built in Python raises instead of becoming output that
+# is not JSON (strictjson keeps them out of parsed input; this keeps them out of everything else)
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True,
+                          allow_nan=False).encode
 _dump_str = json.JSONEncoder(ensure_ascii=False).encode
 
 
@@ -233,6 +238,12 @@ def new_message(
         raise ValueError("message.data must be an object")
     if metadata is not None and not isinstance(metadata, dict):
         raise ValueError("message.metadata must be an object")
+    # values built in Python (not parsed by strictjson): no NaN, infinity or lone surrogate
+    for what, value in (("message.data", data), ("message.metadata", metadata)):
+        try:
+            check_value(value)
+        except ValueError as e:
+            raise ValueError(f"{what}: {e}") from None
     if id is not None:
         if not isinstance(id, str):
             raise ValueError("options.id must be a string")
@@ -284,3 +295,10 @@ class WriteResult(NamedTuple):
 
     def to_json(self) -> str:
         return '{"position":%d,"globalPosition":%d}' % (self.position, self.global_position)
+
+
+class AlreadyWritten(WriteResult):
+    """A write found already in the store (a resumed ``write --file`` re-sending a line that an
+    interrupted run wrote). ``position``/``global_position`` are -1 when not looked up."""
+
+    __slots__ = ()

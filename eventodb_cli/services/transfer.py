@@ -361,9 +361,10 @@ def parse_lines(fh: BinaryIO, state: dict,
                 on_bytes: Callable[[int], None] | None = None) -> Iterator[Message]:
     """Export records from a binary line source. ``state["line"]`` is the physical line being
     read (1-based); blank lines are skipped. A bad record raises ``ValueError`` naming its line."""
+    from ..domain.strictjson import error_text, loads
+
     n = 0
     nbytes = 0
-    loads = json.loads
     for raw in fh:
         n += 1
         state["line"] = n
@@ -373,11 +374,15 @@ def parse_lines(fh: BinaryIO, state: dict,
         if not raw.strip():
             continue
         try:
-            m = from_record(loads(raw))
+            rec = loads(raw)
         except json.JSONDecodeError as e:
             raise ValueError(f"line {n}: not valid JSON: {e.msg} (column {e.colno})") from None
         except UnicodeDecodeError:
             raise ValueError(f"line {n}: not valid UTF-8") from None
+        except ValueError as e:  # NaN, Infinity, 1e999, a lone surrogate, a 5000-digit int
+            raise ValueError(f"line {n}: not valid JSON: {error_text(e)}") from None
+        try:
+            m = from_record(rec)
         except ValueError as e:
             raise ValueError(f"line {n}: {e}") from None
         state["gpos"] = m.global_position

@@ -1,20 +1,38 @@
-"""Bulk writes from NDJSON: parse a whole batch, then write it in one call to the store.
+"""Bulk writes from NDJSON: parse a whole batch, then write it in one call to the store, and
+record how far the file got so that an interrupted run can be finished exactly once
+(``write --file F --resume``).
 
-A bad line (or a conflict inside a batch) stops the run: every batch before it stays written and
-the error names the line. On a local store nothing of the failing batch is written (one
-transaction); on a server (one request per message, streams in parallel) the error says which
-lines of the failing batch were written and which were not.
+A bad line (or a conflict inside a batch) stops the run and the error names the line. On a local
+store nothing of the failing batch is written (one transaction); on a server (one request per
+message, streams in parallel, no multi-message transaction) some lines of the failing batch may
+have landed, and the error says how many and which were not.
+
+Resuming. Each run of a regular file records, per target, how far it got:
+
+- local store: table ``write_progress`` (``LocalStore.write_progress``), updated in the same
+  transaction as each batch, so it is exactly what the store holds;
+- server: a small state file (``$XDG_STATE_HOME/eventodb/write-resume/``) saved after each batch,
+  and every line without its own id gets an id derived from the run's random salt and its line
+  number. A resumed run re-sends the batch that was in flight: what already landed is
+  recognised by its id (the server refuses a duplicate id) and counted as already written.
+
+Both record the number of lines done, the byte length and an xxh3-128 digest of those lines: a
+resume first checks that the file still starts with exactly those bytes (the lines after them
+may have been fixed, e.g. after a version conflict). A finished record whose file has changed
+starts a fresh run; a finished record of the same file writes only lines appended since.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from ..domain.message import NewMessage, new_message_from_record
-from ..errors import EXIT_USAGE, BatchFailed, EventoError, VersionConflict
+from ..domain import strictjson
+from ..domain.message import AlreadyWritten, NewMessage, new_message_from_record
+from ..errors import EXIT_USAGE, BatchFailed, EventoError, UsageError, VersionConflict
 from ..store.base import Store
 
 
@@ -25,101 +43,336 @@ class WriteSummary:
     first_global_position: int | None = None
     last_global_position: int | None = None
     seconds: float = 0.0
+    resumed: bool = False
+    resumed_after_line: int = 0
+    already_written: int = 0
+    lines_done: int = 0  # lines of the file known to be in the store (skipped ones included)
+    partial: list[int] = field(default_factory=list)  # landed lines of an unfinished batch
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "written": self.written,
             "batches": self.batches,
             "firstGlobalPosition": self.first_global_position,
             "lastGlobalPosition": self.last_global_position,
             "seconds": round(self.seconds, 3),
         }
+        if self.resumed:
+            out["resumedAfterLine"] = self.resumed_after_line
+            out["alreadyWritten"] = self.already_written
+        return out
 
 
+# --- where progress is recorded ---------------------------------------------------------------
+def _digest_hex(h) -> str:
+    return h.hexdigest()
+
+
+def _state_dir() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",
+                                                            "state")
+    return os.path.join(base, "eventodb", "write-resume")
+
+
+class _LocalTracker:
+    """Progress in the local store itself, committed with each batch."""
+
+    def __init__(self, store, file: str):
+        self.store = store
+        self.file = file
+
+    def load(self) -> dict | None:
+        return self.store.write_progress(self.file)
+
+    def start(self, record: dict) -> None:
+        self.store.save_write_progress(record)
+
+    def write(self, batch, record: dict, existing_ok: bool):
+        return self.store.write_batch(batch, progress=record)
+
+    def finish(self, record: dict) -> None:
+        self.store.save_write_progress(record)
+
+
+class _FileTracker:
+    """Progress of a server target in a state file, saved after each batch."""
+
+    def __init__(self, store, file: str):
+        from xxhash import xxh3_64_hexdigest
+
+        self.store = store
+        self.file = file
+        ident = f"{getattr(store, 'url', '')}|{getattr(store, 'namespace', '')}|{file}"
+        self.path = os.path.join(_state_dir(), xxh3_64_hexdigest(ident.encode("utf-8")) + ".json")
+
+    def load(self) -> dict | None:
+        try:
+            with open(self.path, encoding="utf-8") as fh:
+                doc = json.load(fh)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(doc, dict) or doc.get("file") != self.file:
+            return None
+        try:
+            return {"file": self.file, "lines": int(doc["lines"]), "bytes": int(doc["bytes"]),
+                    "digest": str(doc["digest"]), "written": int(doc["written"]),
+                    "done": bool(doc["done"]), "salt": str(doc["salt"])}
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def _save(self, record: dict) -> None:
+        from ..fsutil import atomic_write_text
+
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            doc = dict(record, target=getattr(self.store, "url", None), updatedAt=time.time())
+            atomic_write_text(self.path, json.dumps(doc) + "\n", prefix=".resume-")
+        except OSError as e:
+            raise UsageError(f"cannot record the progress of {self.file} in {self.path}: "
+                             f"{e.strerror}") from None
+
+    start = finish = _save
+
+    def write(self, batch, record: dict, existing_ok: bool):
+        results = self.store.write_batch(batch, existing_ok=existing_ok)
+        self._save(record)
+        return results
+
+
+def _tracker(store, file: str | None):
+    if file is None:
+        return None
+    if hasattr(store, "write_progress"):
+        return _LocalTracker(store, file)
+    if getattr(store, "kind", "") == "remote":
+        return _FileTracker(store, file)
+    return None  # a store that cannot record progress (e.g. PostgreSQL): no resume
+
+
+def derived_id(salt: str, lineno: int) -> str:
+    """The id of line ``lineno`` of a run with ``salt``: a version-8 UUID from xxh3-128, so a
+    resumed run gives each line the id it had in the interrupted one."""
+    from xxhash import xxh3_128_hexdigest
+
+    h = xxh3_128_hexdigest(f"eventodb-write|{salt}|{lineno}".encode("ascii"))
+    variant = "89ab"[int(h[16], 16) & 3]
+    return f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
+
+
+class Interrupted(EventoError):
+    """Ctrl-C or SIGTERM during a bulk write: carries what was written."""
+
+    exit_code = 130
+    code = "INTERRUPTED"
+
+
+# --- the write loop ---------------------------------------------------------------------------
 def write_ndjson(
     store: Store,
     lines: Iterable[bytes | str],
     batch_size: int = 1000,
     on_progress: Callable[[int, int], None] | None = None,
+    *,
+    file: str | None = None,
+    resume: bool = False,
 ) -> WriteSummary:
     """Write NDJSON records (``stream``, ``type``, ``data``, ``metadata``?, ``id``?,
     ``expectedVersion``?) in batches of ``batch_size``. ``on_progress(bytes, messages)`` is called
-    after each batch. Blank lines are skipped."""
+    after each batch. Blank lines are skipped.
+
+    ``file`` (the real path of a regular file) records progress so that ``resume`` can finish an
+    interrupted run exactly once. Errors carry ``summary`` and ``resumable``."""
+    from xxhash import xxh3_128
+
     summary = WriteSummary()
     started = time.perf_counter()
+    tracker = _tracker(store, file)
+    prev = tracker.load() if tracker else None
+    if resume and tracker is None:
+        raise UsageError("--resume needs a file on a local store or a server (stdin cannot "
+                         "be resumed)")
+    skip = 0
+    base = 0  # messages the interrupted runs wrote (local record)
+    existing_ok = False
+    salt = os.urandom(12).hex()
+    if resume and prev is not None and not _same_prefix(file, prev):
+        if not prev["done"]:
+            raise UsageError(f"{file} changed before line {prev['lines']} since the "
+                             f"interrupted run (which wrote lines 1-{prev['lines']}): cannot "
+                             "resume; nothing written")
+        prev = None  # a finished run of another content: this is a new file
+    if resume and prev is not None:
+        skip = prev["lines"]
+        base = prev["written"]
+        salt = prev["salt"] or salt
+        existing_ok = not prev["done"]
+        summary.resumed_after_line = skip
+    summary.resumed = resume
+    summary.lines_done = skip
+    derive = tracker is not None and not hasattr(store, "write_progress")
+    hasher = xxh3_128()
     batch: list[NewMessage] = []
     batch_lines: list[int] = []
     nbytes = 0
 
-    def flush() -> None:
+    def record(lines_done: int, extra: int = 0, done: bool = False) -> dict:
+        return {"file": file, "lines": lines_done, "bytes": nbytes,
+                "digest": _digest_hex(hasher), "written": base + summary.written + extra,
+                "done": done, "salt": salt}
+
+    def fail(e: EventoError, partial) -> None:
+        line = batch_lines[0]
+        if isinstance(e, VersionConflict):
+            for m, ln in zip(batch, batch_lines):
+                if m.stream_name == e.stream and m.expected_version == e.expected:
+                    line = ln
+                    break
+        done = [r for r in partial if r is not None] if partial else []
+        _account(summary, done)
+        landed = [ln for ln, r in zip(batch_lines, partial or ()) if r is not None]
+        summary.partial = landed
+        reason = getattr(e, "plain_message", e.message)
+        err = BatchFailed(f"line {line}: {reason}; {describe_written(summary, batch_lines)}",
+                          exit_code=e.exit_code, line=line, written=summary.written, code=e.code)
+        err.summary = summary
+        err.resumable = tracker is not None
+        if done:
+            err.details["notWritten"] = len(batch_lines) - len(done)
+        raise err from None
+
+    def flush(lines_read: int) -> None:
         if not batch:
             return
         try:
-            results = store.write_batch(batch)
-        except EventoError as e:
-            line = batch_lines[0]
-            if isinstance(e, VersionConflict):
-                for m, ln in zip(batch, batch_lines):
-                    if m.stream_name == e.stream and m.expected_version == e.expected:
-                        line = ln
-                        break
-            # a server store writes a batch as many requests: some may have landed
-            partial = getattr(e, "batch_results", None)
-            done = [r for r in partial if r is not None] if partial else []
-            _account(summary, done)
-            written = summary.written
-            if done:
-                missing = [ln for ln, r in zip(batch_lines, partial) if r is None]
-                where = (f"{len(done)} of lines {batch_lines[0]}-{batch_lines[-1]} were written, "
-                         f"{len(missing)} were not: lines {_ranges(missing)}")
+            if tracker is not None:
+                results = tracker.write(batch, record(lines_read, len(batch)), existing_ok)
             else:
-                where = f"lines {batch_lines[0]}-{batch_lines[-1]} were not"
-            reason = getattr(e, "plain_message", e.message)
-            err = BatchFailed(
-                f"line {line}: {reason}; {written} messages were written before it "
-                f"({where})",
-                exit_code=e.exit_code, line=line, written=written, code=e.code,
-            )
-            err.summary = summary
-            if done:
-                err.details["notWritten"] = len(batch_lines) - len(done)
-            raise err from None
+                results = store.write_batch(batch)
+        except EventoError as e:
+            fail(e, getattr(e, "batch_results", None))
         _account(summary, results)
         summary.batches += 1
+        summary.lines_done = lines_read
         batch.clear()
         batch_lines.clear()
         if on_progress:
             on_progress(nbytes, summary.written)
 
-    for lineno, line in enumerate(lines, 1):
-        nbytes += len(line)
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            msg = e.msg if isinstance(e, json.JSONDecodeError) else "not UTF-8"
-            _bad_line(lineno, f"invalid JSON: {msg}", summary, batch_lines)
-        try:
-            batch.append(new_message_from_record(rec))
-        except ValueError as e:
-            _bad_line(lineno, str(e), summary, batch_lines)
-        batch_lines.append(lineno)
-        if len(batch) >= batch_size:
-            flush()
-    flush()
+    try:
+        if tracker is not None and not (resume and prev is not None):
+            tracker.start(record(0))
+        lineno = 0
+        for lineno, line in enumerate(lines, 1):
+            nbytes += len(line)
+            if lineno <= skip:
+                hasher.update(line if isinstance(line, bytes) else line.encode("utf-8"))
+                if lineno == skip:
+                    _check_prefix(prev, nbytes, hasher, file)
+                continue
+            if tracker is not None:
+                hasher.update(line if isinstance(line, bytes) else line.encode("utf-8"))
+            if not line.strip():
+                continue
+            try:
+                rec = strictjson.loads(line)
+            except ValueError as e:  # malformed, not UTF-8, NaN/Infinity, 1e999, lone surrogate
+                _bad_line(lineno, f"invalid JSON: {strictjson.error_text(e)}", summary,
+                          batch_lines, tracker is not None)
+            try:
+                m = new_message_from_record(rec)
+            except ValueError as e:
+                _bad_line(lineno, str(e), summary, batch_lines, tracker is not None)
+            if derive and not m.id:
+                m = m._replace(id=derived_id(salt, lineno))
+            batch.append(m)
+            batch_lines.append(lineno)
+            if len(batch) >= batch_size:
+                flush(lineno)
+        flush(lineno)
+        if tracker is not None:
+            summary.lines_done = max(lineno, summary.lines_done)
+            tracker.finish(record(summary.lines_done, done=True))
+    except KeyboardInterrupt as e:
+        partial = getattr(e, "batch_results", None)
+        if partial:
+            done = [r for r in partial if r is not None]
+            _account(summary, done)
+            summary.partial = [ln for ln, r in zip(batch_lines, partial) if r is not None]
+        if isinstance(tracker, _LocalTracker):  # what the store committed, exactly
+            got = tracker.load()
+            if got is not None and got["salt"] == salt and got["lines"] > summary.lines_done:
+                summary.written = got["written"] - base
+                summary.lines_done = got["lines"]
+        err = Interrupted(f"interrupted: {describe_written(summary, batch_lines)}")
+        err.summary = summary
+        err.resumable = tracker is not None
+        raise err from None
     summary.seconds = time.perf_counter() - started
     return summary
 
 
+def _same_prefix(file: str, prev: dict) -> bool:
+    """Does ``file`` still start with the bytes an earlier run recorded (length and digest)?"""
+    from xxhash import xxh3_128
+
+    h = xxh3_128()
+    left = prev["bytes"]
+    try:
+        with open(file, "rb") as fh:
+            while left > 0:
+                chunk = fh.read(min(left, 1 << 20))
+                if not chunk:
+                    return False
+                h.update(chunk)
+                left -= len(chunk)
+    except OSError:
+        return False
+    return _digest_hex(h) == prev["digest"]
+
+
+def _check_prefix(prev: dict, nbytes: int, hasher, file: str | None) -> None:
+    """The same check while reading (the file changed during the run)."""
+    if nbytes != prev["bytes"] or _digest_hex(hasher) != prev["digest"]:
+        raise UsageError(f"{file} changed while it was read: cannot resume; nothing written")
+
+
+def describe_written(summary: WriteSummary, batch_lines: list[int]) -> str:
+    """What is in the store, in words: the lines done, and which lines of the unfinished batch
+    landed (a server has no multi-message transaction) or that none did."""
+    done = summary.lines_done
+    landed = summary.partial
+    parts = []
+    if done:
+        parts.append(f"every line up to {done}")
+    if landed:
+        parts.append(f"{len(landed)} of lines {batch_lines[0]}-{batch_lines[-1]}")
+    head = f"{summary.written} messages were written"
+    if summary.resumed and summary.resumed_after_line:
+        head += f" by this run (lines 1-{summary.resumed_after_line} by an earlier one)"
+    if parts:
+        head += ": " + " and ".join(parts)
+    if not batch_lines:
+        return head
+    if not landed:
+        return f"{head}; lines {batch_lines[0]}-{batch_lines[-1]} were not"
+    landed_set = set(landed)
+    missing = [ln for ln in batch_lines if ln not in landed_set]
+    return f"{head}; not written: lines {_ranges(missing)}"
+
+
 def _account(summary: WriteSummary, results) -> None:
     """Count written messages; first/last global position = lowest/highest written (a server
-    store writes streams concurrently, so results are not in global-position order)."""
+    store writes streams concurrently, so results are not in global-position order).
+    ``AlreadyWritten`` results (a resumed run) are counted apart."""
     if not results:
         return
-    summary.written += len(results)
-    lo = min(r.global_position for r in results)
-    hi = max(r.global_position for r in results)
+    fresh = [r for r in results if not isinstance(r, AlreadyWritten)]
+    summary.already_written += len(results) - len(fresh)
+    summary.written += len(fresh)
+    if not fresh:
+        return
+    lo = min(r.global_position for r in fresh)
+    hi = max(r.global_position for r in fresh)
     if summary.first_global_position is None or lo < summary.first_global_position:
         summary.first_global_position = lo
     if summary.last_global_position is None or hi > summary.last_global_position:
@@ -139,9 +392,13 @@ def _ranges(lines: list[int], limit: int = 6) -> str:
     return ", ".join(out) + (", ..." if i < len(lines) else "")
 
 
-def _bad_line(lineno: int, reason: str, summary: WriteSummary, pending: list[int]) -> None:
+def _bad_line(lineno: int, reason: str, summary: WriteSummary, pending: list[int],
+              resumable: bool) -> None:
     tail = f" (lines {pending[0]}-{lineno} were not)" if pending else ""
-    raise BatchFailed(
+    err = BatchFailed(
         f"line {lineno}: {reason}; {summary.written} messages were written before it{tail}",
         exit_code=EXIT_USAGE, line=lineno, written=summary.written, code="INVALID_RECORD",
     )
+    err.summary = summary
+    err.resumable = resumable
+    raise err

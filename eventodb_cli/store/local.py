@@ -24,7 +24,7 @@ from ..domain.hashing import stream_hash
 from ..domain.integrity import row_checksum
 from ..domain.message import Message, NewMessage, WriteResult
 from ..domain.streams import category as category_of
-from ..errors import DuplicateMessageId, NotFound, StoreError, VersionConflict
+from ..errors import DiskFull, DuplicateMessageId, NotFound, StoreError, VersionConflict
 from .base import Store
 
 SCHEMA_VERSION = 1
@@ -149,19 +149,53 @@ class LocalStore(Store):
         self.conn.close()
 
     # --- writes -------------------------------------------------------------------------------
-    def write_batch(self, msgs: Sequence[NewMessage]) -> list[WriteResult]:
-        """Write ``msgs`` in one transaction: all of them, or (on any error) none."""
+    def _begin(self) -> None:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise self._write_error(e, None) from None
+
+    def _commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        """Roll back if a transaction is still open: SQLite itself already rolled back after a
+        full disk or an I/O error, and a second ROLLBACK would hide the real error behind
+        ``cannot rollback - no transaction is active``."""
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.OperationalError:
+                pass
+
+    def _write_error(self, e: sqlite3.Error, written: int | None) -> StoreError:
+        """The typed error for a failed write transaction (nothing of it was written)."""
+        text = str(e)
+        code = getattr(e, "sqlite_errorcode", None)
+        if code == sqlite3.SQLITE_FULL or "database or disk is full" in text:
+            before = "" if written is None else f"; {written} written before it"
+            return DiskFull(f"disk full: cannot write to {self.path} (nothing of the failing "
+                            f"transaction was written{before}; the store is intact)",
+                            written=written)
+        if "readonly" in text.replace(" ", "") or code == getattr(sqlite3, "SQLITE_READONLY", 8):
+            return StoreError(f"cannot write to {self.path}: the store is read-only")
+        return StoreError(f"cannot write to {self.path}: {e}")
+
+    def write_batch(self, msgs: Sequence[NewMessage], *, progress=None) -> list[WriteResult]:
+        """Write ``msgs`` in one transaction: all of them, or (on any error) none.
+
+        ``progress``: ``(key, path, lines, written)`` recorded in table ``write_progress`` in
+        the same transaction (``write --file --resume``: what a re-run skips)."""
         if not msgs:
             return []
         c = self.conn
-        try:
-            c.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as e:
-            raise StoreError(f"cannot write to {self.path}: {e}") from None
+        self._begin()
         try:
             results, rows, pending, head, dv = self._prepare_rows(c, msgs)
             c.executemany(_INSERT, rows)
-            c.execute("COMMIT")
+            if progress is not None:
+                self._record_progress(progress)
+            self._commit()
             if len(self._versions) + len(pending) > 100_000:
                 self._versions.clear()
             self._versions.update(pending)
@@ -170,14 +204,60 @@ class LocalStore(Store):
             # and our own commits do not change this connection's data_version
             self._cache_dv = dv
         except sqlite3.IntegrityError as e:
-            c.execute("ROLLBACK")
+            self._rollback()
             if "messages.id" in str(e):
                 raise DuplicateMessageId(self._first_duplicate(msgs) or "?") from None
             raise StoreError(f"write failed: {e}") from None
+        except sqlite3.OperationalError as e:
+            self._rollback()
+            raise self._write_error(e, None) from None
         except BaseException:
-            c.execute("ROLLBACK")
+            self._rollback()
             raise
         return results
+
+    # --- write --file progress (write --file --resume) -------------------------------------
+    # One row per file written with ``write --file``, keyed by the file's real path, updated in
+    # the same transaction as each batch: after any interruption the row says exactly which
+    # lines are in the store. Created on first use (an older eventodb ignores the table).
+    _PROGRESS_DDL = ("CREATE TABLE IF NOT EXISTS write_progress (file TEXT PRIMARY KEY, "
+                     "lines INTEGER NOT NULL, bytes INTEGER NOT NULL, digest TEXT NOT NULL, "
+                     "written INTEGER NOT NULL, done INTEGER NOT NULL, salt TEXT NOT NULL, "
+                     "updated_at INTEGER NOT NULL)")
+
+    def _record_progress(self, p: dict) -> None:
+        c = self.conn
+        c.execute(self._PROGRESS_DDL)
+        c.execute("INSERT OR REPLACE INTO write_progress (file, lines, bytes, digest, written, "
+                  "done, salt, updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                  (p["file"], p["lines"], p["bytes"], p["digest"], p["written"],
+                   int(p.get("done", False)), p.get("salt", ""), _time.time_ns()))
+
+    def write_progress(self, file: str) -> dict | None:
+        """The recorded progress of ``write --file`` for ``file`` (a real path), or None."""
+        try:
+            row = self.conn.execute(
+                "SELECT lines, bytes, digest, written, done, salt FROM write_progress "
+                "WHERE file = ?", (file,)).fetchone()
+        except sqlite3.OperationalError:  # no such table: nothing recorded yet
+            return None
+        if row is None:
+            return None
+        keys = ("lines", "bytes", "digest", "written", "done", "salt")
+        return {"file": file, **dict(zip(keys, row)), "done": bool(row[4])}
+
+    def save_write_progress(self, progress: dict) -> None:
+        """Record progress outside a batch (a fresh start, or a finished file)."""
+        self._begin()
+        try:
+            self._record_progress(progress)
+            self._commit()
+        except sqlite3.OperationalError as e:
+            self._rollback()
+            raise self._write_error(e, None) from None
+        except BaseException:
+            self._rollback()
+            raise
 
     def _prepare_rows(self, c: sqlite3.Connection, msgs: Sequence[NewMessage]):
         # Stream versions and the head are cached between our own transactions, and trusted
@@ -348,17 +428,17 @@ class LocalStore(Store):
 
     # --- import keeping positions (eventodb import, /import) ---------------------------------
     def import_records(self, records, *, force: bool = False, batch_size: int = 1000,
-                       on_batch=None) -> int:
+                       on_batch=None, atomic: bool = False) -> int:
         """Insert ``Message`` records as given (ids, positions, global positions, times kept),
         in transactions of ``batch_size``. ``force`` first deletes every message. A unique
         violation raises ``StoreError`` naming the clash; earlier batches stay committed (as the
-        server's /import does). ``on_batch(imported, last_gpos)`` after each full batch."""
+        server's /import does). ``on_batch(imported, last_gpos)`` after each full batch.
+
+        ``atomic``: the whole import (the ``force`` delete included) is one transaction, so any
+        error (a bad record raised by ``records``, a clash, a full disk, Ctrl-C) leaves the store
+        exactly as it was; ``on_batch`` then reports rows inserted, not yet committed."""
         c = self.conn
         self._cache_dv = None  # writes below bypass the version cache
-        if force:
-            c.execute("BEGIN IMMEDIATE")
-            c.execute("DELETE FROM messages")
-            c.execute("COMMIT")
         total = 0
         batch: list = []
 
@@ -371,27 +451,44 @@ class LocalStore(Store):
                              stream_hash(m.stream_name),
                              row_checksum(m.id, m.stream_name, m.type, m.position,
                                           m.global_position, m.data, m.metadata, m.time)))
-            c.execute("BEGIN IMMEDIATE")
+            if not atomic:
+                self._begin()
             try:
                 c.executemany(_INSERT, rows)
-                c.execute("COMMIT")
+                if not atomic:
+                    self._commit()
             except sqlite3.IntegrityError as e:
-                c.execute("ROLLBACK")
+                self._rollback()
                 raise StoreError(f"import clashes with stored messages: {e}") from None
             except BaseException:
-                c.execute("ROLLBACK")
+                self._rollback()
                 raise
             total += len(rows)
             last = batch[-1].global_position
             batch.clear()
             return last
 
-        for m in records:
-            batch.append(m)
-            if len(batch) >= batch_size:
-                last = flush()
-                if on_batch:
-                    on_batch(total, last)
-        if batch:
-            flush()
+        if force or atomic:
+            self._begin()
+        try:
+            if force:
+                c.execute("DELETE FROM messages")
+                if not atomic:
+                    self._commit()
+            for m in records:
+                batch.append(m)
+                if len(batch) >= batch_size:
+                    last = flush()
+                    if on_batch:
+                        on_batch(total, last)
+            if batch:
+                flush()
+            if atomic:
+                self._commit()
+        except sqlite3.OperationalError as e:
+            self._rollback()
+            raise self._write_error(e, total if not atomic else 0) from None
+        except BaseException:
+            self._rollback()
+            raise
         return total

@@ -31,7 +31,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import httpx
 
 from .. import __version__
-from ..domain.message import Message, NewMessage, WriteResult
+from ..domain.message import AlreadyWritten, Message, NewMessage, WriteResult
 from ..errors import (DuplicateMessageId, EventoError, NotFound, Unreachable, UsageError,
                       VersionConflict)
 from .base import Store
@@ -276,12 +276,17 @@ class RemoteStore(Store):
         return self._rpc(method, *args)
 
     # --- writes -------------------------------------------------------------------------------
-    def write_batch(self, msgs: Sequence[NewMessage]) -> list[WriteResult]:
+    def write_batch(self, msgs: Sequence[NewMessage], *,
+                    existing_ok: bool = False) -> list[WriteResult]:
         """Write messages, one ``stream.write`` each, in input order per stream. With
         ``concurrency`` > 1, different streams are written in parallel (each stream's messages
         one after another). On a failure nothing more is started; the error raised (the first
         failing message's) carries ``batch_written`` (how many of ``msgs`` were written) and
-        ``batch_results`` (a list with a WriteResult or None per message)."""
+        ``batch_results`` (a list with a WriteResult or None per message); so does a
+        KeyboardInterrupt, once the requests already sent have ended.
+
+        ``existing_ok``: a message whose id is already in the store (an earlier, interrupted
+        run wrote it) is not an error: its result is an ``AlreadyWritten``."""
         if not msgs:
             return []
         msgs = [m if m.id else m._replace(id=str(uuid.uuid4())) for m in msgs]
@@ -297,28 +302,33 @@ class RemoteStore(Store):
                 if stop.is_set():
                     return
                 try:
-                    results[i] = self._write_one(msgs[i])
+                    results[i] = self._write_one(msgs[i], existing_ok)
                 except BaseException as e:  # noqa: BLE001 - re-raised below
                     failures.append((i, e))
                     stop.set()
                     return
 
         workers = min(max(1, int(self.concurrency or 1)), len(groups))
-        if workers <= 1:  # one request at a time, in input order
-            for i in range(len(msgs)):
-                run([i])
-                if stop.is_set():
-                    break
-        else:
-            from concurrent.futures import ThreadPoolExecutor
+        try:
+            if workers <= 1:  # one request at a time, in input order
+                for i in range(len(msgs)):
+                    run([i])
+                    if stop.is_set():
+                        break
+            else:
+                from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(workers, thread_name_prefix="eventodb-write") as ex:
-                try:
-                    for f in [ex.submit(run, idx) for idx in groups.values()]:
-                        f.result()
-                except BaseException:  # Ctrl-C: start nothing more, let running requests end
-                    stop.set()
-                    raise
+                with ThreadPoolExecutor(workers, thread_name_prefix="eventodb-write") as ex:
+                    try:
+                        for f in [ex.submit(run, idx) for idx in groups.values()]:
+                            f.result()
+                    except BaseException:  # Ctrl-C: start nothing more, let running ones end
+                        stop.set()
+                        raise
+        except BaseException as e:  # Ctrl-C, SIGTERM: say what landed
+            e.batch_results = results
+            e.batch_written = sum(r is not None for r in results)
+            raise
         if failures:
             _i, err = min(failures, key=lambda f: f[0])
             err.batch_written = sum(r is not None for r in results)
@@ -339,7 +349,7 @@ class RemoteStore(Store):
         tail = ",{%s}" % ",".join(opts) if opts else ""
         return ('["stream.write",%s,%s%s]' % (_dump_str(m.stream_name), msg, tail)).encode()
 
-    def _write_one(self, m: NewMessage) -> WriteResult:
+    def _write_one(self, m: NewMessage, existing_ok: bool = False) -> WriteResult:
         what = f"stream.write {m.stream_name}"
         resp, maybe_applied = self._exchange(self._write_body(m), what)
         if resp.status_code == 200:
@@ -350,12 +360,15 @@ class RemoteStore(Store):
                 raise self._bad_shape(what, v) from None
         err = self._error(resp, what)
         if err.code == "STREAM_VERSION_CONFLICT":
-            if maybe_applied and m.id:
+            if (maybe_applied or existing_ok) and m.id:
                 found = self._find_written(m)
                 if found is not None:
-                    return found
+                    return AlreadyWritten(*found) if existing_ok and not maybe_applied \
+                        else found
             raise self._conflict(m, err) from None
         if _is_duplicate_id(resp) and m.id:
+            if existing_ok and not maybe_applied:
+                return AlreadyWritten(-1, -1)
             if maybe_applied:
                 found = self._find_written(m)
                 if found is not None:
