@@ -46,13 +46,153 @@ def no_color() -> bool:
 
 
 def console(stderr: bool = False):
+    """A rich console (progress bars, other commands' tables). Data shown through it must be
+    escaped with ``markup_safe``; a reader that goes away raises BrokenPipeError (cli/main.py
+    ends the command quietly), not rich's own ``SystemExit(1)``."""
     from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError(32, "Broken pipe")
 
     stream = sys.stderr if stderr else sys.stdout
     # on a terminal rich fits the screen; into a pipe or file a table keeps its natural width
     width = None if stream.isatty() else 10_000
-    return Console(stderr=stderr, no_color=no_color(), highlight=False, soft_wrap=False,
-                   width=width)
+    return _Console(stderr=stderr, no_color=no_color(), highlight=False, soft_wrap=False,
+                    width=width)
+
+
+# --- what a terminal is shown -------------------------------------------------------------------
+# Control characters (ESC, CR, BEL, C1, bidi overrides, line separators) in names or data would
+# drive the terminal; they are shown escaped (\x1b, \u202e) instead, everything else as written.
+_INVISIBLE = [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), 0xAD, 0x061C, 0x180E,
+              *range(0x200B, 0x2010), *range(0x2028, 0x202F), *range(0x2060, 0x2070), 0xFEFF,
+              *range(0xFFF9, 0xFFFC)]
+_ESCAPES = {c: (f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}") for c in _INVISIBLE}
+_ESCAPES.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
+
+
+def safe_text(text: str) -> str:
+    """``text`` as it may reach a terminal: control and invisible format characters escaped
+    (``\x1b``, ``\n``, ``\u202e``), everything else as written (no markup is ever parsed)."""
+    if text.isascii() and text.isprintable():
+        return text
+    out = text.translate(_ESCAPES)
+    if not out.isprintable():  # lone surrogates and other unprintable code points
+        out = "".join(ch if ch.isprintable() or ch == " " else
+                      (f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+                      for ch in out)
+    return out
+
+
+def markup_safe(text: str) -> str:
+    """``safe_text`` with rich markup escaped: for data printed through a rich console."""
+    from rich.markup import escape
+
+    return escape(safe_text(text))
+
+
+def cell_width(text: str) -> int:
+    """Terminal columns ``text`` takes (wide East Asian characters 2, combining marks 0)."""
+    if text.isascii():
+        return len(text)
+    import unicodedata
+
+    w = 0
+    for ch in text:
+        if unicodedata.combining(ch):
+            continue
+        w += 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+    return w
+
+
+def _cut(text: str, width: int) -> str:
+    """``text`` cut to ``width`` terminal columns, with an ellipsis when cut."""
+    if cell_width(text) <= width:
+        return text
+    out, w = [], 0
+    for ch in text:
+        cw = cell_width(ch)
+        if w + cw > width - 1:
+            break
+        out.append(ch)
+        w += cw
+    return "".join(out) + "…"
+
+
+class TableWriter:
+    """A table that streams: column widths come from the first page of rows and only grow after
+    it, so the first rows are shown at once and memory stays flat however many rows follow.
+    Cells are shown as written (no markup) with control characters escaped; on a terminal a
+    line is cut at the screen width."""
+
+    PAGE = 100
+
+    def __init__(self, columns: Sequence[str], *, right: Sequence[str] = (),
+                 title: str | None = None):
+        self.columns = list(columns)
+        self.right = [c in right for c in self.columns]
+        self.title = title
+        self.out = _out()
+        self.tty = self.out.isatty()
+        self.screen = None
+        if self.tty:
+            import shutil
+
+            self.screen = shutil.get_terminal_size((10_000, 24)).columns
+        self.widths: list[int] | None = None
+        self.page: list[list[str]] = []
+        self.rows = 0
+
+    def add(self, cells: Sequence[Any]) -> None:
+        row = [safe_text(c if isinstance(c, str) else str(c)) for c in cells]
+        self.rows += 1
+        if self.widths is None:
+            self.page.append(row)
+            if len(self.page) >= self.PAGE:
+                self._start()
+        else:
+            self._line(row)
+
+    def _start(self) -> None:
+        self.widths = [cell_width(c) for c in self.columns]
+        for row in self.page:
+            self.widths = [max(w, cell_width(c)) for w, c in zip(self.widths, row)]
+        if self.title:
+            self.out.write(safe_text(self.title) + "\n")
+        self._line(self.columns, header=True)
+        for row in self.page:
+            self._line(row)
+        self.page = []
+
+    def _line(self, row: Sequence[str], header: bool = False) -> None:
+        parts = []
+        last = len(row) - 1
+        for i, (cell, w) in enumerate(zip(row, self.widths)):
+            cw = cell_width(cell)
+            if cw > w:
+                self.widths[i] = w = cw
+            pad = " " * (w - cw)
+            if self.right[i]:
+                parts.append(pad + cell)
+            else:
+                parts.append(cell if i == last else cell + pad)
+        line = "  ".join(parts)
+        if self.screen:
+            line = _cut(line, self.screen)
+        if header and self.tty and not no_color():
+            line = f"\x1b[1m{line}\x1b[0m"
+        self.out.write(line + "\n")
+
+    def close(self, empty: str | None = None) -> int:
+        """Write what is left; ``empty`` is shown instead of a table without rows."""
+        if self.widths is None:
+            if not self.page and empty is not None:
+                self.out.write(empty + "\n")
+                return 0
+            self._start()
+        return self.rows
 
 
 def _truncate(text: str, width: int = 60) -> str:
@@ -81,34 +221,23 @@ def emit_messages(messages: Iterable[Message], fmt: str, *, wire: str = "categor
             n += 1
         out.write("\n]\n" if n else "]\n")
     else:
-        rows = list(messages)
-        n = len(rows)
-        _message_table(rows, wire)
+        n = _message_table(messages, wire)
     return n
 
 
-def _message_table(rows: Sequence[Message], wire: str) -> None:
-    from rich.table import Table
-
-    t = Table(box=None, header_style="bold", pad_edge=False)
-    t.add_column("gpos", justify="right")
-    if wire == "category":
-        t.add_column("stream")
-    t.add_column("pos", justify="right")
-    t.add_column("type")
-    t.add_column("data", overflow="ellipsis", no_wrap=True)
-    t.add_column("time")
-    for m in rows:
-        cells = [str(m.global_position)]
-        if wire == "category":
-            cells.append(m.stream_name)
-        cells += [str(m.position), m.type, _truncate(m.data), m.time_str]
-        t.add_row(*cells)
-    c = console()
-    if rows:
-        c.print(t)
-    else:
-        c.print("(no messages)", style="dim")
+def _message_table(messages: Iterable[Message], wire: str) -> int:
+    cat = wire == "category"
+    cols = ["gpos", "stream", "pos", "type", "data", "time"] if cat else \
+        ["gpos", "pos", "type", "data", "time"]
+    t = TableWriter(cols, right=("gpos", "pos"))
+    for m in messages:
+        if cat:
+            t.add((str(m.global_position), m.stream_name, str(m.position), m.type,
+                   _truncate(m.data), m.time_str))
+        else:
+            t.add((str(m.global_position), str(m.position), m.type, _truncate(m.data),
+                   m.time_str))
+    return t.close(empty="(no messages)")
 
 
 def emit_message_or_null(m: Message | None, fmt: str, *, wire: str = "stream") -> None:
@@ -119,7 +248,7 @@ def emit_message_or_null(m: Message | None, fmt: str, *, wire: str = "stream") -
         conv = Message.to_category_wire if wire == "category" else Message.to_stream_wire
         _out().write(("null" if m is None else conv(m)) + "\n")
     elif m is None:
-        console().print("(no message)", style="dim")
+        _out().write("(no message)\n")
     else:
         _message_table([m], "category")
 
@@ -130,7 +259,8 @@ def emit_value(value: Any, fmt: str, *, text: str | None = None) -> None:
     if fmt in ("json", "ndjson", "raw"):
         _out().write(dumps(value) + "\n")
     else:
-        _out().write((text if text is not None else ("" if value is None else str(value))) + "\n")
+        _out().write(safe_text(text if text is not None else ("" if value is None else str(value)))
+                     + "\n")
 
 
 def emit_rows(rows: Iterable[dict], fmt: str, columns: Sequence[str] | None = None,
@@ -144,17 +274,15 @@ def emit_rows(rows: Iterable[dict], fmt: str, columns: Sequence[str] | None = No
         rows = list(rows)
         out.write(dumps(rows) + "\n")
     else:
-        from rich.table import Table
-
-        rows = list(rows)
-        cols = list(columns or (rows[0].keys() if rows else []))
-        t = Table(box=None, header_style="bold", pad_edge=False, title=title)
-        for col in cols:
-            t.add_column(col)
+        t = None
         for r in rows:
-            t.add_row(*["-" if r.get(col) is None else _truncate(_cell(r.get(col)))
-                        for col in cols])
-        console().print(t)
+            if t is None:
+                t = TableWriter(list(columns or r.keys()), title=title)
+            t.add(["-" if r.get(col) is None else _truncate(_cell(r.get(col)))
+                   for col in t.columns])
+        if t is None:
+            t = TableWriter(list(columns or []), title=title)
+        t.close()
 
 
 def _cell(v: Any) -> str:
@@ -170,6 +298,8 @@ def emit_object(obj: dict, fmt: str) -> None:
     if fmt in ("json", "ndjson", "raw"):
         _out().write(dumps(obj) + "\n")
     else:
-        width = max((len(k) for k in obj), default=0)
-        for k, v in obj.items():
-            _out().write(f"{k.ljust(width)}  {'-' if v is None else _cell(v)}\n")
+        keys = [safe_text(k) for k in obj]
+        width = max((cell_width(k) for k in keys), default=0)
+        for k, v in zip(keys, obj.values()):
+            pad = " " * (width - cell_width(k))
+            _out().write(f"{k}{pad}  {'-' if v is None else safe_text(_cell(v))}\n")
