@@ -32,7 +32,9 @@ def server_version(fmt):
     from ..render import emit_object
 
     if fmt == "table":
-        click.echo(str(v.get("version")))
+        from ..render import safe_text
+
+        click.echo(safe_text(str(v.get("version"))))
     else:
         emit_object(v, fmt)
 
@@ -50,7 +52,9 @@ def server_health(fmt):
     from ..render import emit_object
 
     if fmt == "table":
-        click.echo(str(h.get("status")))
+        from ..render import safe_text
+
+        click.echo(safe_text(str(h.get("status"))))
     else:
         emit_object(h, fmt)
     if h.get("status") != "ok":

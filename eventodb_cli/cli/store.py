@@ -117,13 +117,15 @@ def _print_check(report, limit: int = 50) -> None:
         click.echo(f"ok: {report.rows} rows, every checksum matches; SQLite integrity_check ok "
                    f"({report.seconds:.2f}s)")
         return
+    from ..render import safe_text
+
     for line in report.integrity:
-        click.echo(f"integrity_check: {line}")
+        click.echo(f"integrity_check: {safe_text(str(line))}")
     if report.damaged:
         click.echo(f"{len(report.damaged)} damaged row(s) of {report.rows}:")
         for d in report.damaged[:limit]:
-            click.echo(f"  gpos {d['globalPosition']}  id {d['id']}  stream {d['streamName']}: "
-                       f"{d['reason']}")
+            click.echo(safe_text(f"  gpos {d['globalPosition']}  id {d['id']}  stream "
+                                 f"{d['streamName']}: {d['reason']}"))
         if len(report.damaged) > limit:
             click.echo(f"  ... and {len(report.damaged) - limit} more (--format json lists all)")
 
