@@ -209,9 +209,8 @@ def test_writes_give_the_same_positions(cli, server, tmp_path):
 
 
 # --- the third target: Message DB on PostgreSQL (issue 11) -----------------------------------
-# Message DB keeps times to the microsecond, so the three-target dataset has microsecond times;
-# `ns` commands are server-only (they go through require_remote) and are left out here.
-MDB_CASES = [c for c in READ_CASES if c[0] != "ns"]
+# Message DB keeps times to the microsecond, so the three-target dataset has microsecond times.
+MDB_CASES = READ_CASES
 
 
 def dataset_us() -> list[Message]:

@@ -331,6 +331,40 @@ class PostgresStore(Store):
                             "WHERE category(stream_name) = %s", (category,),
                             "category head failed")
 
+    # --- one-statement answers for lag and verify-groups (optional Store methods) -------------
+    def _share_where(self, category, member, size, after, head):
+        where = ["global_position > %s", "global_position <= %s"]
+        params: list = [after, head]
+        if category != "":
+            where.insert(0, "category(stream_name) = %s")
+            params.insert(0, category)
+        if size is not None:
+            where.append(_MEMBER)
+            params += [size, member]
+        return " AND ".join(where), params
+
+    def share_lag(self, category, member, size, after, head):
+        """``(count, oldest_time_ns)`` of the share's messages with ``after < gpos <= head``
+        (services/group_view.py), in one statement: the member is Message DB's own
+        ``MOD(@hash_64(cardinal_id(stream_name)), size)``, as in get_category_messages."""
+        if head is None or after >= head:
+            return 0, None
+        where, params = self._share_where(category, member, size, after, head)
+        row = self._query(
+            f"SELECT count(*), (SELECT (extract(epoch FROM time) * 1000000)::bigint "
+            f"FROM messages WHERE {where} ORDER BY global_position LIMIT 1) "
+            f"FROM messages WHERE {where}", tuple(params) * 2, "lag count failed")[0]
+        return row[0], None if row[1] is None else row[1] * 1000
+
+    def stream_counts(self, category, head, member=None, size=None):
+        """Messages per stream of the category (or a member's share) with gpos <= ``head``:
+        what verify-groups' reads add up, in one GROUP BY."""
+        if head is None:
+            return {}
+        where, params = self._share_where(category, member, size, 0, head)
+        return dict(self._query(f"SELECT stream_name, count(*) FROM messages WHERE {where} "
+                                "GROUP BY stream_name", tuple(params), "count failed"))
+
     # --- listings (ns.streams / ns.categories / counts) ---------------------------------------
     def list_streams(self, prefix: str = "", cursor: str = "", limit: int = 100) -> list[dict]:
         """Streams sorted by name (byte order) after ``cursor``, names starting with ``prefix``.
@@ -352,8 +386,9 @@ class PostgresStore(Store):
     def list_categories(self) -> list[dict]:
         """Rows: category, messageCount, streamCount; sorted by category (byte order)."""
         rows = self._query(
-            "SELECT category(stream_name) AS c, count(*), count(DISTINCT stream_name) "
-            "FROM messages GROUP BY c ORDER BY c COLLATE \"C\"", (), "category listing failed")
+            "SELECT c, n, s FROM (SELECT category(stream_name) AS c, count(*) AS n, "
+            "count(DISTINCT stream_name) AS s FROM messages GROUP BY 1) AS t "
+            "ORDER BY c COLLATE \"C\"", (), "category listing failed")
         return [{"category": c, "messageCount": n, "streamCount": s} for c, n, s in rows]
 
     def message_count(self) -> int:
