@@ -81,13 +81,14 @@ def test_statuses_healthy_lagging_stalled_missing(cli, target):
 def test_all_healthy_exits_0_and_table_shows_dashes(cli, target):
     st, cat = target.store, new_category()
     res = write_messages(st, cat, 10)
-    P.write_position(st, cat, "g-0", max(x.global_position for x in res), group="g", member=0, size=2)
+    top = max(x.global_position for x in res)
+    P.write_position(st, cat, "g-0", top, group="g", member=0, size=2)
     r = cli("group", "describe", cat, "--group", "g", "--format", "table", *target.args)
     assert r.exit_code == 1  # member 1 missing
     assert "missing" in r.stdout and "GROUP     g" in r.stdout and "SIZE      2" in r.stdout
     line = [ln for ln in r.stdout.splitlines() if "g-1" in ln][0]
     assert " - " in line
-    P.write_position(st, cat, "g-1", max(x.global_position for x in res), group="g", member=1, size=2)
+    P.write_position(st, cat, "g-1", top, group="g", member=1, size=2)
     r = _describe(cli, target, cat, "--group", "g")
     assert r.exit_code == 0 and r.json()["ok"] is True
 

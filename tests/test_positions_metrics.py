@@ -1,4 +1,5 @@
-"""services/metrics.py: Prometheus text exposition 0.0.4, checked with prometheus_client's parser."""
+"""services/metrics.py: Prometheus text exposition 0.0.4, checked with prometheus_client's
+parser."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def test_gauges_and_counters_parse_with_labels():
     assert s0.value == 1.5
     handled = fams["eventodb_consumer_messages_handled"].samples
     assert {s.name for s in handled} == {"eventodb_consumer_messages_handled_total"}
-    assert "# HELP eventodb_consumer_head " in text and "# TYPE eventodb_consumer_head gauge" in text
+    assert "# HELP eventodb_consumer_head " in text
+    assert "# TYPE eventodb_consumer_head gauge" in text
 
 
 def test_label_values_are_escaped():

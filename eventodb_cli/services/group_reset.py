@@ -36,7 +36,7 @@ def first_at_or_after(store: Store, category: str, time_ns: int, head: int | Non
     at or after ``time_ns``, up to ``head``; ``None`` when there is none."""
     if head is None:
         return None
-    for batch, _reached in store.category_pages(category, 1, 1000, until=head):
+    for batch, _reached in store.category_pages(category, 1, 10_000, until=head):
         for m in batch:
             if m.time >= time_ns:
                 return m.global_position
