@@ -1,0 +1,163 @@
+"""Every command on Message DB (issue 11): the same answers as on a local store holding the same
+records, and the one-statement fast paths (share_lag, stream_counts, category_head) equal to the
+generic paths they replace."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from eventodb_cli.services import group_view, groups
+from eventodb_cli.store.base import Store
+from eventodb_cli.store.local import LocalStore
+from eventodb_cli.store.postgres import PostgresStore
+
+from conftest import exe_path
+from test_parity import dataset_us
+
+
+@pytest.fixture(scope="module")
+def pair(messagedb, tmp_path_factory):
+    """(local args, Message DB args, Message DB URL): the parity records behind both."""
+    records = dataset_us()
+    path = str(tmp_path_factory.mktemp("mdbcmd") / "local.db")
+    with LocalStore(path, create=True) as local:
+        local.import_records(records)
+    url = messagedb.url(messagedb.create_db())
+    with PostgresStore(url) as mdb:
+        mdb.import_records(records)
+    return ["--store", path], ["--url", url], url
+
+
+class Generic(Store):
+    """A store that hides every optional fast method: the services' generic paths."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def category_get(self, *a, **k):
+        return self.inner.category_get(*a, **k)
+
+
+def _same(cli, pair, *args, drop=()):
+    local, mdb, _ = pair
+    a, b = cli(*args, *local), cli(*args, *mdb)
+    assert a.exit_code == b.exit_code, (a, b)
+    ja, jb = a.json(), b.json()
+    for k in drop:
+        ja.pop(k, None), jb.pop(k, None)
+    assert ja == jb
+    return a
+
+
+def test_verify_groups_and_simulate_scale_same_report(cli, pair):
+    for size in (1, 3, 4):
+        r = _same(cli, pair, "verify-groups", "account", "--size", size, "-o", "json")
+        assert r.exit_code == 0 and r.json()["ok"], r
+    _same(cli, pair, "verify-groups", "", "--size", "2", "-o", "json")
+    _same(cli, pair, "simulate-scale", "account", "--from", "2", "--to", "3", "-o", "json")
+
+
+def test_fast_methods_equal_the_generic_paths(pair):
+    _, _, url = pair
+    with PostgresStore(url) as s:
+        g = Generic(s)
+        for cat in ("account", "order", "", "nothing"):
+            head = s.category_head(cat)
+            assert head == Store.category_head(g, cat)
+            for size, member in ((None, None), (1, 0), (3, 0), (3, 2), (4, 1)):
+                for after in (0, 40, 150):
+                    if head is not None:
+                        assert s.share_lag(cat, member, size, after, head) == \
+                            group_view.share_lag(g, cat, member, size, after, head)
+                if head is not None:
+                    assert s.stream_counts(cat, head, member, size) == groups._read_counts(
+                        g, cat, head, member, size, "x", None)
+
+
+def test_group_reset_describe_and_lag_same_report(cli, pair):
+    local, mdb, _ = pair
+    for target in (local, mdb):
+        r = cli("group", "reset", "account", "--group", "billing", "--size", "3",
+                "--to-position", "100", "--execute", *target)
+        assert r.exit_code == 0, r
+    drop = ("time", "lagSeconds")
+    a = _same(cli, pair, "group", "describe", "account", "--group", "billing", "-o", "json",
+              drop=drop + ("members",))
+    assert a.exit_code in (0, 1)
+    local_r = cli("lag", "account", "--group", "billing", "--max-lag", "100000", "-o", "json",
+                  *local).json()
+    mdb_r = cli("lag", "account", "--group", "billing", "--max-lag", "100000", "-o", "json",
+                *mdb).json()
+    keys = ("member", "position", "lagMessages")
+    assert [tuple(m.get(k) for k in keys) for m in local_r["members"]] == \
+        [tuple(m.get(k) for k in keys) for m in mdb_r["members"]]
+    assert sum(m["lagMessages"] for m in mdb_r["members"]) > 0
+
+
+def test_consume_checkpoints_and_lag_same_as_local(cli, pair, tmp_path):
+    local, mdb, _ = pair
+    outs = []
+    for name, target in (("l", local), ("m", mdb)):
+        d = tmp_path / name
+        d.mkdir()
+        r = cli("consume", "account", "--member", "1", "--size", "2", "--checkpoint",
+                d / "m1.json", "--max-messages", "7", *target)
+        assert r.exit_code == 0, r
+        outs.append(r.stdout)
+        r = cli("lag", "account", "--size", "2", "--checkpoints", d, "--allow-missing",
+                "-o", "json", *target)
+        rep = r.json()
+        outs.append([(m["member"], m["position"], m["lagMessages"], m["status"])
+                     for m in rep["members"]])
+    assert outs[0] == outs[2] and outs[0].count("\n") == 7
+    assert outs[1] == outs[3]
+
+
+def test_consume_follow_polls_message_db(pair, tmp_path):
+    """`consume --follow` on Message DB: a message written after it started is delivered."""
+    _, mdb, url = pair
+    cp = tmp_path / "f.json"
+    stream = f"follow-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen([exe_path(), "consume", "follow", "--member", "0", "--size", "1",
+                             "--checkpoint", str(cp), "--follow", "--poll-interval", "0.2",
+                             "--max-messages", "2", *mdb],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with PostgresStore(url) as s:
+            from eventodb_cli.domain.message import NewMessage
+
+            s.write(NewMessage(stream, "First", "{}"))
+            time.sleep(1.0)
+            s.write(NewMessage(stream, "Second", "{}"))
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert [json.loads(x)["type"] for x in out.splitlines()] == ["First", "Second"]
+    assert json.loads(cp.read_text())["position"] > 0
+
+
+def test_server_version_and_health_methods(pair):
+    _, _, url = pair
+    with PostgresStore(url) as s:
+        v = s.server_version()
+        assert v["version"] == "1.3.0" and v["server"] == "messagedb"
+        assert s.server_health()["status"] == "ok"
+
+
+@pytest.mark.xfail(reason="cli/server.py opens targets with require_remote, which builds a "
+                          "RemoteStore for any URL: it needs to hand postgresql:// URLs to "
+                          "open_postgres (reported to the lead)", strict=False)
+def test_server_version_and_health_cli(cli, pair):
+    _, mdb, _ = pair
+    r = cli("server", "version", *mdb)
+    assert r.exit_code == 0 and r.stdout.strip() == "1.3.0", r
+    r = cli("server", "health", *mdb)
+    assert r.exit_code == 0 and r.stdout.strip() == "ok", r
