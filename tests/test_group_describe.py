@@ -263,3 +263,14 @@ def test_stalled_is_decided_by_the_clock_given(store_path):
         rep = group_view.describe(st, "acct", group="g", stalled_after=60, now_ns=now)
         assert rep["members"][0]["status"] == "healthy"
         assert rep["members"][0]["lagSeconds"] >= 10
+
+
+def test_a_wrong_token_is_exit_5_and_never_printed(cli, server):
+    from conftest import make_token
+
+    bad = make_token("default")
+    for args in (["list"], ["describe", "acct", "--group", "g", "--size", 1],
+                 ["reset", "acct", "--group", "g", "--size", 1, "--to-earliest", "--execute"]):
+        r = cli("group", *args, "--url", server.url, "--token", bad)
+        assert r.exit_code == 5, r
+        assert bad not in r.stderr and bad not in r.stdout and "Traceback" not in r.stderr
