@@ -134,40 +134,34 @@ def _dash(v) -> str:
 
 
 def _describe_table(r: dict) -> None:
-    from rich.table import Table
+    """The summary block, then one row per member (as written: no markup, control characters
+    escaped, through render.TableWriter)."""
+    from ..render import TableWriter, safe_text
 
-    from ..render import console
-
-    c = console()
     counts = ", ".join(f"{n} {s}" for s, n in r["statusCounts"].items() if n)
-    limits = [f"max lag {r['maxLag']}" if r["maxLag"] is not None else None,
-              f"max lag {r['maxLagSeconds']}s" if r["maxLagSeconds"] is not None else None,
-              f"stalled after {r['stalledAfter']}s" if r["stalledAfter"] is not None else None]
+    limits = [x for x in (
+        f"max lag {r['maxLag']}" if r["maxLag"] is not None else None,
+        f"max lag {r['maxLagSeconds']}s" if r["maxLagSeconds"] is not None else None,
+        f"stalled after {r['stalledAfter']}s" if r["stalledAfter"] is not None else None) if x]
+    who = ("GROUP    ", r["group"]) if r["group"] is not None else ("CONSUMER ", r["identifier"])
     lines = [
         f"CATEGORY  {r['category']}",
-        f"{'GROUP' if r['group'] is not None else 'CONSUMER':<9} "
-        f"{r['group'] if r['group'] is not None else r['identifier']}",
+        f"{who[0]} {who[1]}",
         f"SIZE      {_dash(r['size'])}",
         f"HEAD      {_dash(r['head'])}",
         f"LAG       {r['lagMessages']} messages, oldest {r['lagSeconds']:.1f}s",
-        f"STATUS    {counts}" + (f" ({', '.join(x for x in limits if x)})"
-                                 if any(limits) else ""),
+        f"STATUS    {counts}" + (f" ({', '.join(limits)})" if limits else ""),
     ]
-    for line in lines:
-        c.print(line, soft_wrap=True, markup=False)
-    t = Table(box=None, header_style="bold", pad_edge=False)
-    for col, just in (("member", "right"), ("identifier", "left"), ("position stream", "left"),
-                      ("position", "right"), ("head", "right"), ("lag msgs", "right"),
-                      ("lag s", "right"), ("updated (UTC)", "left"), ("status", "left")):
-        t.add_column(col, justify=just)
-    colour = {"healthy": "green", "lagging": "yellow", "stalled": "red", "missing": "red"}
+    sys.stdout.write("".join(safe_text(line) + "\n" for line in lines))
+    t = TableWriter(["member", "identifier", "position stream", "position", "head", "lag msgs",
+                     "lag s", "updated (UTC)", "status"],
+                    right=["member", "position", "head", "lag msgs", "lag s"])
     for m in r["members"]:
         upd = m["updatedAt"]
-        t.add_row(_dash(m["member"]), m["identifier"], m["positionStream"], _dash(m["position"]),
-                  _dash(m["head"]), str(m["lagMessages"]), f"{m['lagSeconds']:.1f}",
-                  upd[:23].replace("T", " ") if upd else "-",
-                  f"[{colour[m['status']]}]{m['status']}[/]")
-    c.print(t)
+        t.add([_dash(m["member"]), m["identifier"], m["positionStream"], _dash(m["position"]),
+               _dash(m["head"]), str(m["lagMessages"]), f"{m['lagSeconds']:.1f}",
+               upd[:23].replace("T", " ") if upd else "-", m["status"]])
+    t.close()
 
 
 # ===== reset ====================================================================================
@@ -235,23 +229,19 @@ def group_reset(category, group_name, size, member, to_earliest, to_latest, to_p
         if execute:
             svc.execute(store, report)
     if fmt == "table":
-        from rich.table import Table
+        from ..render import TableWriter, safe_text
 
-        from ..render import console
-
-        c = console()
         verb = "reset" if execute else "plan (nothing changed; --execute applies it)"
-        c.print(f"{category}: group {group_name} of {size}, head {_dash(report['head'])}, "
-                f"{target}{'' if value is None else ' ' + str(report['value'])}: {verb}",
-                soft_wrap=True, markup=False)
-        t = Table(box=None, header_style="bold", pad_edge=False)
-        for col in ("member", "position stream", "old", "new", "change"):
-            t.add_column(col, justify="left" if col == "position stream" else "right")
+        sys.stdout.write(safe_text(
+            f"{category}: group {group_name} of {size}, head {_dash(report['head'])}, {target}"
+            f"{'' if value is None else ' ' + str(report['value'])}: {verb}") + "\n")
+        t = TableWriter(["member", "position stream", "old", "new", "change"],
+                        right=["member", "old", "new", "change"])
         for m in report["members"]:
             ch = m["change"]
-            t.add_row(str(m["member"]), m["positionStream"], _dash(m["oldPosition"]),
-                      str(m["newPosition"]), "-" if ch is None else f"{ch:+d}")
-        c.print(t)
+            t.add([str(m["member"]), m["positionStream"], _dash(m["oldPosition"]),
+                   str(m["newPosition"]), "-" if ch is None else f"{ch:+d}"])
+        t.close()
     else:
         from ..render import dumps
 
