@@ -234,3 +234,12 @@ def test_share_lag_uses_a_store_fast_path_when_there_is_one(local):
     assert count == sum(1 for m in local.iter_category("acct", member=0, size=2)
                         if 3 < m.global_position <= 10)
     assert oldest is not None
+
+
+def test_older_eventide_updated_positions_are_read(store):
+    cat = _cat()
+    store.write(NewMessage(f"{cat}:position-old", "Updated", '{"position":8}'))
+    assert P.read_position(store, cat, "old").position == 8
+    P.write_position(store, cat, "old", 9)  # ours: Recorded
+    assert P.read_position(store, cat, "old").position == 9
+    assert store.stream_last(f"{cat}:position-old").type == "Recorded"

@@ -30,6 +30,7 @@ from ..errors import StoreError, UsageError
 from ..store.base import Store
 
 RECORDED = "Recorded"
+READ_TYPES = (RECORDED, "Updated")  # Updated: older Eventide consumer-postgres, same data
 POSITION_TYPE = "position"
 _TYPE_SEP = ":"
 _COMPOUND_TYPE_SEP = "+"
@@ -140,7 +141,7 @@ def _position_from(msg) -> Position:
     if isinstance(p, float) and p.is_integer():
         p = int(p)  # a JSON 5.0 from another writer
     if isinstance(p, bool) or not isinstance(p, int) or p < 0:
-        raise StoreError(f"position stream {msg.stream_name}: the last Recorded message "
+        raise StoreError(f"position stream {msg.stream_name}: the last {msg.type} message "
                          f"(global position {msg.global_position}) has no valid "
                          f"'position': {msg.data}")
     try:
@@ -159,9 +160,13 @@ def _position_from(msg) -> Position:
 
 
 def read_position(store: Store, category: str, identifier: str | None) -> Position | None:
-    """The last ``Recorded`` position of ``CATEGORY:position-IDENTIFIER``, or ``None``."""
+    """The last position of ``CATEGORY:position-IDENTIFIER``, or ``None``: its last message when
+    that is a ``Recorded`` (or ``Updated``, what consumer-postgres before ``Recorded`` wrote, with
+    the same data), else its last ``Recorded`` (other types are ignored)."""
     stream = position_stream_name(category, identifier)
-    msg = store.stream_last(stream, type=RECORDED)
+    msg = store.stream_last(stream)
+    if msg is not None and msg.type not in READ_TYPES:
+        msg = store.stream_last(stream, type=RECORDED)
     return None if msg is None else _position_from(msg)
 
 
