@@ -132,9 +132,26 @@ def _with_output_options(cmd: click.Command) -> click.Command:
         have = {o for p in cmd.params for o in getattr(p, "opts", [])}
         cmd.params.extend(p for p in _output_options() if not have & set(p.opts))
         cmd._eventodb_output_options = True
+        _name_context_in_usage_errors(cmd)
     for sub in getattr(cmd, "commands", {}).values():
         _with_output_options(sub)
     return cmd
+
+
+def _name_context_in_usage_errors(cmd: click.Command) -> None:
+    """Some of click's parser errors (``--position`` without a value) carry no context; give
+    them the command's, so the one-line error can point at its --help."""
+    parse = cmd.parse_args
+
+    def parse_args(ctx, args):
+        try:
+            return parse(ctx, args)
+        except click.UsageError as e:
+            if e.ctx is None:
+                e.ctx = ctx
+            raise
+
+    cmd.parse_args = parse_args
 
 
 def _root_format(ctx, param, value):
@@ -165,6 +182,7 @@ def cli(ctx):
 
 
 cli.params.extend(_output_options())
+_name_context_in_usage_errors(cli)
 
 
 def main(argv=None) -> None:
