@@ -37,6 +37,10 @@ from .common import examples
 @click.option("--idle-timeout", type=click.FloatRange(0.1, 86400), default=120.0,
               show_default=True, metavar="SECONDS",
               help="Close a keep-alive connection after this long without a request.")
+@click.option("--memory-budget-mib", type=click.IntRange(16, 1 << 20), default=512,
+              show_default=True,
+              help="Memory for large request bodies in progress (each costs about 5x its "
+                   "size); others wait, then get 503 with Retry-After.")
 @click.option("--max-connections", type=click.IntRange(0, 1 << 20), default=0,
               show_default=True,
               help="Most open connections (0: derived from the file limit); over it, idle and "
@@ -48,7 +52,7 @@ from .common import examples
 )
 @click.pass_context
 def serve(ctx, data_dir, store, host, port, test_mode, token, max_body_mib, keepalive, workers,
-          read_timeout, idle_timeout, max_connections):
+          read_timeout, idle_timeout, memory_budget_mib, max_connections):
     """Run the EventoDB HTTP API (/rpc, /subscribe, /import, /health, /version) over local
     SQLite stores, one file per namespace.
 
@@ -69,4 +73,4 @@ def serve(ctx, data_dir, store, host, port, test_mode, token, max_body_mib, keep
     run(data_dir=data_dir, store=store, host=host, port=port, test_mode=test_mode,
         token=token or None, max_body=max_body_mib * 1024 * 1024, keepalive=keepalive,
         workers=workers, read_timeout=read_timeout, idle_timeout=idle_timeout,
-        max_connections=max_connections)
+        max_connections=max_connections, memory_budget=memory_budget_mib * 1024 * 1024)

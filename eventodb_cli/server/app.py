@@ -13,10 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qsl
 
 from .. import __version__
+from .admission import IMPORT_FACTOR, RETRY_AFTER, RPC_FACTOR, SMALL, MemoryBudget
 from .auth import TokenError, hash_token, parse_token
 from .hub import Hub, Subscriber
 from .registry import Registry
-from .rpc import RpcError, check_request, decode_envelope, dispatch, handle_rpc, parse_write
+from .rpc import (Paged, RpcError, check_request, decode_envelope, dispatch, handle_rpc,
+                  parse_write)
 from .writequeue import WriteQueue
 from .wire import error_body, go_escape, jstr
 
@@ -31,7 +33,7 @@ SSE_HEADERS = [
 ]
 TEXT_HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), SERVER_HEADER]
 REPLAY_CAP = 1000
-INLINE_DECODE = 64 * 1024  # bodies up to this size are decoded on the event loop
+INLINE_DECODE = SMALL  # bodies up to this size are decoded on the event loop
 MAX_IMPORT_LINE = 1024 * 1024
 
 
@@ -48,6 +50,8 @@ class Disconnected(Exception):
 
 async def send_response(send, status: int, body: str | bytes, headers=JSON_HEADERS) -> None:
     data = body.encode("utf-8") if isinstance(body, str) else body
+    if status == 503:
+        headers = headers + [(b"retry-after", RETRY_AFTER.encode())]
     await send({"type": "http.response.start", "status": status,
                 "headers": headers + [(b"content-length", str(len(data)).encode())]})
     await send({"type": "http.response.body", "body": data})
@@ -75,8 +79,9 @@ class Server:
 
     def __init__(self, registry: Registry, *, test_mode: bool = False,
                  max_body: int = 100 * 1024 * 1024, keepalive: float = 15.0,
-                 workers: int = 8):
+                 workers: int = 8, memory_budget: int = 512 * 1024 * 1024):
         self.registry = registry
+        self.budget = MemoryBudget(memory_budget)
         self.test_mode = test_mode
         self.max_body = max_body
         self.keepalive = keepalive
@@ -185,16 +190,32 @@ class Server:
             elif msg["type"] == "lifespan.shutdown":
                 self.hub.close_all()
                 self.executor.shutdown(wait=True, cancel_futures=True)
+                from . import offload
+
+                offload.shutdown()
                 self.registry.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def read_body(self, scope, receive) -> bytes:
+    async def _admit(self, cost: int) -> int:
+        held = await self.budget.acquire(cost)
+        if not held:
+            raise HttpError(503, error_body(
+                "SERVER_BUSY", "Server busy: large request bodies in progress use the memory "
+                "budget; retry later"))
+        return held
+
+    async def read_body(self, scope, receive, factor: int, held: list) -> bytes:
+        """The whole body. A body over SMALL bytes is first admitted against the memory budget
+        (``admission.py``); the cost held is appended to ``held`` for the caller to release."""
         limit = self.max_body
         length = _header(scope, b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
+        declared = int(length) if length is not None and length.isdigit() else None
+        if declared is not None and declared > limit:
             raise HttpError(413, error_body(
                 "INVALID_REQUEST", f"Request body too large (limit {limit} bytes)"))
+        if declared is not None and declared > SMALL:
+            held.append(await self._admit(declared * factor))
         msg = await receive()
         if msg["type"] == "http.disconnect":
             raise Disconnected()
@@ -204,32 +225,50 @@ class Server:
                 raise HttpError(413, error_body(
                     "INVALID_REQUEST", f"Request body too large (limit {limit} bytes)"))
             return body
-        chunks = [body]
-        size = len(body)
+        if declared is not None:  # filled in place: no copy when it grows
+            buf = bytearray(declared)
+            buf[:len(body)] = body
+            size = len(body)
+        else:
+            buf = bytearray(body)
+            size = len(buf)
         while True:
             msg = await receive()
             if msg["type"] == "http.disconnect":
                 raise Disconnected()
             chunk = msg.get("body", b"")
-            size += len(chunk)
-            if size > limit:
+            end = size + len(chunk)
+            if end > limit:
                 raise HttpError(413, error_body(
                     "INVALID_REQUEST", f"Request body too large (limit {limit} bytes)"))
-            chunks.append(chunk)
+            if not held and end > SMALL:  # no length given: held alone
+                held.append(await self._admit(self.budget.total))
+            if end <= len(buf):
+                buf[size:end] = chunk
+            else:
+                del buf[size:]
+                buf += chunk
+            size = end
             if not msg.get("more_body"):
-                return b"".join(chunks)
+                if size < len(buf):
+                    del buf[size:]
+                return bytes(buf) if size <= SMALL else buf
 
     async def rpc(self, scope, receive, send):
         namespace = self.authenticate(scope, _query(scope) if scope.get("query_string")
                                       else {})
         if scope["method"] != "POST":
             raise HttpError(405, error_body("INVALID_REQUEST", "Only POST method allowed"))
-        body = await self.read_body(scope, receive)
-        if len(body) > INLINE_DECODE:  # decoding a large body would stall the event loop
-            status, out = await self.loop.run_in_executor(self.executor, handle_rpc, self,
-                                                          namespace, body)
-            await send_response(send, status, out)
-            return
+        held: list[int] = []
+        try:
+            body = await self.read_body(scope, receive, RPC_FACTOR, held)
+            if len(body) > INLINE_DECODE:  # decoding a large body would stall the event loop
+                status, out = await self._rpc_large(namespace, body)
+                await self.answer(send, status, out)
+                return
+        finally:
+            for cost in held:
+                self.budget.release(cost)
         try:
             req = decode_envelope(body)
             method = check_request(req)
@@ -242,7 +281,53 @@ class Server:
             status, out = e.response()
         except Exception as e:  # e.g. data nested too deep to re-encode: still JSON
             status, out = 500, error_body("INTERNAL_ERROR", f"{type(e).__name__}: {e}")
-        await send_response(send, status, out)
+        await self.answer(send, status, out)
+
+    async def _rpc_large(self, namespace: str, body) -> tuple[int, str]:
+        """A body over INLINE_DECODE bytes: decoded in the helper process (``offload.py``),
+        or here in a worker thread if that is not possible or it is not a write."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        from . import offload
+
+        prepared = None
+        pool = offload.pool()
+        once = offload.Once(body)
+        del body
+        try:
+            prepared = await self.loop.run_in_executor(pool, offload.prepare, once)
+        except BrokenProcessPool:
+            offload.reset(pool)
+        except Exception:  # e.g. a value too deep to pickle: decoded below, same answer
+            pass
+        if prepared is not None:
+            if prepared[0] == "answer":
+                return prepared[1]
+            if prepared[0] == "call":
+                return await self.loop.run_in_executor(self.executor, dispatch, self,
+                                                       namespace, prepared[1], prepared[2])
+            return await self.writes.submit(namespace, prepared[1])
+        body = once.data
+        if body is None:  # given to a helper that failed
+            return 500, error_body("INTERNAL_ERROR", "the process decoding large requests "
+                                   "failed; retry")
+        box = [body]
+        del body  # handle_rpc takes the only reference and drops it once decoded
+        return await self.loop.run_in_executor(self.executor, handle_rpc, self, namespace, box)
+
+    async def answer(self, send, status: int, out) -> None:
+        """Send an RPC answer: a body, or a ``Paged`` one read and sent a page at a time (no
+        Content-Length: chunked), so an unlimited read never holds the whole answer."""
+        if not isinstance(out, Paged):
+            await send_response(send, status, out)
+            return
+        await send({"type": "http.response.start", "status": status, "headers": JSON_HEADERS})
+        chunk = out.first
+        while chunk is not None:
+            await send({"type": "http.response.body", "body": chunk.encode("utf-8"),
+                        "more_body": True})
+            chunk = await self.loop.run_in_executor(self.executor, out.next_chunk)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     # --- SSE ----------------------------------------------------------------------------------
     async def subscribe(self, scope, receive, send):
@@ -336,7 +421,15 @@ class Server:
         query = _query(scope)
         namespace = self.authenticate(scope, query)
         force = query.get("force") == "true"
-        body = await self.read_body(scope, receive)
+        held: list[int] = []
+        try:
+            await self._import(scope, receive, send, namespace, force, held)
+        finally:
+            for cost in held:
+                self.budget.release(cost)
+
+    async def _import(self, scope, receive, send, namespace, force, held):
+        body = await self.read_body(scope, receive, IMPORT_FACTOR, held)
         from .imports import run_import
 
         loop = self.loop

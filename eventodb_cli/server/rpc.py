@@ -12,6 +12,7 @@ import time
 from typing import Callable
 
 from .. import __version__
+from ..domain.message import Message as _Message
 from ..domain.message import NewMessage, canonical_json, format_time
 from ..errors import DuplicateMessageId, StoreError, VersionConflict
 from .auth import TokenError, generate_token, hash_token, parse_token
@@ -103,6 +104,50 @@ def _batch_size(opts: dict) -> int:
 
 def _json_list(items) -> str:
     return "[" + ",".join(items) + "]"
+
+
+PAGE = 1000  # rows per page of an unlimited read
+
+
+class Paged:
+    """The answer of an unlimited read (``batchSize`` -1 or 0) longer than one page: the JSON
+    array is read and encoded ``PAGE`` rows at a time, each page its own query from where the
+    last ended, so memory does not grow with the answer. ``first`` is the first chunk;
+    ``next_chunk`` (in a worker thread) the next, ``None`` after the closing bracket.
+    Messages written while the answer is sent may appear at its end (a later snapshot)."""
+
+    __slots__ = ("first", "_fetch", "_encode", "_next", "_done", "_pos")
+
+    def __init__(self, rows: list, fetch, encode, next_position):
+        self._fetch = fetch  # position -> up to PAGE rows from there
+        self._encode = encode
+        self._next = next_position  # row -> where the page after it starts
+        self._done = False
+        self.first = "[" + self._chunk(rows)
+
+    def _chunk(self, rows: list) -> str:
+        self._pos = self._next(rows[-1])
+        return go_escape(",".join(map(self._encode, rows)))
+
+    def next_chunk(self) -> str | None:
+        if self._done:
+            return None
+        rows = self._fetch(self._pos)
+        if len(rows) < PAGE:
+            self._done = True
+            return ("," + go_escape(",".join(map(self._encode, rows))) if rows else "") + "]\n"
+        return "," + self._chunk(rows)
+
+
+def _read_list(batch: int, read, encode, next_position, position: int):
+    """The answer of a list read: whole when ``batch`` is limited or it fits in a page, else
+    ``Paged`` (``read(position, limit)`` does one query)."""
+    if batch > 0:
+        return 200, go_escape(_json_list(map(encode, read(position, batch)))) + "\n"
+    rows = read(position, PAGE)
+    if len(rows) < PAGE:
+        return 200, go_escape(_json_list(map(encode, rows))) + "\n"
+    return 200, Paged(rows, lambda pos: read(pos, PAGE), encode, next_position)
 
 
 class RpcContext:
@@ -240,8 +285,13 @@ def stream_get(ctx: RpcContext, args: list) -> tuple[int, str]:
         raise _invalid("stream.get requires at least 1 argument: streamName")
     stream = _stream_name(args)
     position, gpos, batch = _read_options(_options(args, 1), 0)
-    msgs = ctx.read("Failed to get messages", "stream_get", stream, position, gpos, batch)
-    return 200, go_escape(_json_list(m.to_stream_wire() for m in msgs)) + "\n"
+    if gpos is not None:  # pages follow positions; a globalPosition read is answered whole
+        msgs = ctx.read("Failed to get messages", "stream_get", stream, position, gpos, batch)
+        return 200, go_escape(_json_list(m.to_stream_wire() for m in msgs)) + "\n"
+    return _read_list(
+        batch, lambda pos, n: ctx.read("Failed to get messages", "stream_get", stream, pos,
+                                       None, n),
+        _Message.to_stream_wire, lambda m: m.position + 1, position)
 
 
 def stream_last(ctx: RpcContext, args: list) -> tuple[int, str]:
@@ -296,9 +346,10 @@ def category_get(ctx: RpcContext, args: list) -> tuple[int, str]:
                 raise _invalid("options.consumerGroup requires both member and size")
     if gpos is not None:
         position = gpos
-    msgs = ctx.read("Failed to get category messages", "category_get", name, position, batch,
-                    correlation or None, member, size)
-    return 200, go_escape(_json_list(m.to_category_wire() for m in msgs)) + "\n"
+    return _read_list(
+        batch, lambda pos, n: ctx.read("Failed to get category messages", "category_get", name,
+                                       pos, n, correlation or None, member, size),
+        _Message.to_category_wire, lambda m: m.global_position + 1, position)
 
 
 # --- namespace and system methods ------------------------------------------------------------
@@ -460,6 +511,7 @@ _GO_KIND = {dict: "object", str: "string", bool: "bool", int: "number", float: "
 def decode_envelope(body: bytes) -> list:
     """The request array; raises ``RpcError`` with the Go server's envelope errors."""
     text = body.decode("utf-8", "replace").lstrip(" \t\r\n")
+    del body  # a large body is not kept beside its text and its value
     if not text:
         raise RpcError("INVALID_REQUEST", "Malformed JSON request", {"error": "EOF"})
     try:
@@ -502,10 +554,12 @@ def dispatch(server, namespace: str, method: str, req: list) -> tuple[int, str]:
         return 500, error_body("INTERNAL_ERROR", f"{type(e).__name__}: {e}")
 
 
-def handle_rpc(server, namespace: str, body: bytes) -> tuple[int, str]:
-    """Decode, dispatch, encode (the whole request in a worker thread)."""
+def handle_rpc(server, namespace: str, box: list) -> tuple[int, str]:
+    """Decode, dispatch, encode (the whole request in a worker thread). ``box`` holds the only
+    reference to the body, dropped as soon as it is decoded (a large body is not kept beside
+    its decoded value)."""
     try:
-        req = decode_envelope(body)
+        req = decode_envelope(box.pop())
         method = check_request(req)
     except RpcError as e:
         return e.response()
