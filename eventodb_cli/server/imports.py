@@ -10,9 +10,9 @@ Imports publish no pokes.
 
 from __future__ import annotations
 
-import json
 import time
 
+from ..domain import strictjson
 from ..domain.records import from_record
 from ..errors import StoreError
 from ..store.local import LocalStore
@@ -92,7 +92,7 @@ def _import(store, body: bytes, emit, started: float) -> None:
         for n, raw in _lines(body):
             state["line"] = n
             try:
-                obj = json.loads(raw)
+                obj = strictjson.loads(raw)  # the store's one strict parser
             except (ValueError, UnicodeDecodeError) as e:
                 raise ImportFailed("INVALID_JSON", str(e), n) from None
             try:

@@ -7,11 +7,11 @@ message texts are the Go server's.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Callable
 
 from .. import __version__
+from ..domain import strictjson
 from ..domain.message import Message as _Message
 from ..domain.message import NewMessage, canonical_json, format_time
 from ..errors import DuplicateMessageId, StoreError, VersionConflict
@@ -500,11 +500,6 @@ METHODS: dict[str, Callable[[RpcContext, list], tuple[int, str]]] = {
 
 
 # --- the envelope ----------------------------------------------------------------------------
-def _reject_constant(name):
-    raise ValueError(f"invalid character '{name[0]}' looking for beginning of value")
-
-
-_decoder = json.JSONDecoder(parse_constant=_reject_constant)
 _GO_KIND = {dict: "object", str: "string", bool: "bool", int: "number", float: "number"}
 
 
@@ -515,9 +510,12 @@ def decode_envelope(body: bytes) -> list:
     if not text:
         raise RpcError("INVALID_REQUEST", "Malformed JSON request", {"error": "EOF"})
     try:
-        value, _end = _decoder.raw_decode(text)  # like Go's Decoder: trailing bytes ignored
+        # strict (no NaN/Infinity, no number overflowing a double, no lone surrogate: what
+        # enters a store must read back as JSON everywhere); like Go's Decoder, trailing bytes
+        # are ignored
+        value, _end = strictjson.raw_decode(text)
     except ValueError as e:
-        msg = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+        msg = getattr(e, "msg", None) or str(e)
         raise RpcError("INVALID_REQUEST", "Malformed JSON request", {"error": msg}) from None
     except RecursionError:
         raise RpcError("INVALID_REQUEST", "Malformed JSON request",
