@@ -210,9 +210,9 @@ def _init_template(bindir: Path, cached: Path, user: str | None) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def messagedb():
-    """A running private PostgreSQL cluster with Message DB in a template database."""
+def start_cluster() -> Cluster:
+    """Copy the cached template cluster (initialised on first use) and start it. Raises
+    pytest's Skipped when PostgreSQL or npm cannot be had (bench/messagedb.py uses it too)."""
     bindir = _ensure_postgres()
     mdb = message_db_dir()
     user = _owner()
@@ -234,9 +234,20 @@ def messagedb():
     except RuntimeError:
         shutil.rmtree(base, ignore_errors=True)
         raise
-    yield c
+    return c
+
+
+def remove_cluster(c: Cluster) -> None:
     c.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    shutil.rmtree(c.base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def messagedb():
+    """A running private PostgreSQL cluster with Message DB in a template database."""
+    c = start_cluster()
+    yield c
+    remove_cluster(c)
 
 
 @pytest.fixture

@@ -77,6 +77,12 @@ def test_fast_methods_equal_the_generic_paths(pair):
                 if head is not None:
                     assert s.stream_counts(cat, head, member, size) == groups._read_counts(
                         g, cat, head, member, size, "x", None)
+            if head is not None:
+                from eventodb_cli.domain.hashing import member_for
+
+                got = s.stream_members(cat, head, 5)
+                assert {k: n for k, (n, _m) in got.items()} == s.stream_counts(cat, head)
+                assert all(m == member_for(k, 5) for k, (_n, m) in got.items())
 
 
 def test_group_reset_describe_and_lag_same_report(cli, pair):

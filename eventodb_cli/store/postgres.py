@@ -332,38 +332,59 @@ class PostgresStore(Store):
                             "category head failed")
 
     # --- one-statement answers for lag and verify-groups (optional Store methods) -------------
-    def _share_where(self, category, member, size, after, head):
+    # The member is Message DB's own MOD(@hash_64(cardinal_id(stream_name)), size), as in
+    # get_category_messages, but computed once per stream (after a GROUP BY) instead of once per
+    # message: the hash functions are PL/pgSQL, ~20 us a call.
+    def _per_stream(self, category, after, head):
         where = ["global_position > %s", "global_position <= %s"]
         params: list = [after, head]
         if category != "":
             where.insert(0, "category(stream_name) = %s")
             params.insert(0, category)
-        if size is not None:
-            where.append(_MEMBER)
-            params += [size, member]
-        return " AND ".join(where), params
+        return (f"SELECT stream_name, count(*) AS n, min(global_position) AS g FROM messages "
+                f"WHERE {' AND '.join(where)} GROUP BY stream_name"), params
 
     def share_lag(self, category, member, size, after, head):
         """``(count, oldest_time_ns)`` of the share's messages with ``after < gpos <= head``
-        (services/group_view.py), in one statement: the member is Message DB's own
-        ``MOD(@hash_64(cardinal_id(stream_name)), size)``, as in get_category_messages."""
+        (services/group_view.py), in one statement; the oldest is the share's first message
+        by global position, as the generic path reads it."""
         if head is None or after >= head:
             return 0, None
-        where, params = self._share_where(category, member, size, after, head)
-        row = self._query(
-            f"SELECT count(*), (SELECT (extract(epoch FROM time) * 1000000)::bigint "
-            f"FROM messages WHERE {where} ORDER BY global_position LIMIT 1) "
-            f"FROM messages WHERE {where}", tuple(params) * 2, "lag count failed")[0]
-        return row[0], None if row[1] is None else row[1] * 1000
+        inner, params = self._per_stream(category, after, head)
+        where = ""
+        if size is not None:
+            where = f"WHERE {_MEMBER}"
+            params += [size, member]
+        n, us = self._query(
+            f"WITH s AS (SELECT sum(n) AS n, min(g) AS g FROM ({inner}) AS t {where}) "
+            "SELECT coalesce(s.n, 0)::bigint, (SELECT (extract(epoch FROM time) * 1000000)"
+            "::bigint FROM messages WHERE global_position = s.g) FROM s",
+            tuple(params), "lag count failed")[0]
+        return n, None if us is None else us * 1000
 
     def stream_counts(self, category, head, member=None, size=None):
         """Messages per stream of the category (or a member's share) with gpos <= ``head``:
-        what verify-groups' reads add up, in one GROUP BY."""
+        what one of verify-groups' reads adds up (services/groups.py ``_read_counts``)."""
         if head is None:
             return {}
-        where, params = self._share_where(category, member, size, 0, head)
-        return dict(self._query(f"SELECT stream_name, count(*) FROM messages WHERE {where} "
-                                "GROUP BY stream_name", tuple(params), "count failed"))
+        inner, params = self._per_stream(category, 0, head)
+        sql = f"SELECT stream_name, n FROM ({inner}) AS t"
+        if size is not None:
+            sql += f" WHERE {_MEMBER}"
+            params += [size, member]
+        return dict(self._query(sql, tuple(params), "count failed"))
+
+    def stream_members(self, category, head, size):
+        """Every stream of the category with gpos <= ``head``: ``{stream: (messages, member)}``,
+        member ``None`` for a stream without an id - verify-groups' every count in ONE
+        statement (one scan, one hash per stream)."""
+        if head is None:
+            return {}
+        inner, params = self._per_stream(category, 0, head)
+        rows = self._query(
+            f"SELECT stream_name, n, MOD(@hash_64(cardinal_id(stream_name)), %s) "
+            f"FROM ({inner}) AS t", (size, *params), "count failed")
+        return {s: (n, m) for s, n, m in rows}
 
     # --- listings (ns.streams / ns.categories / counts) ---------------------------------------
     def list_streams(self, prefix: str = "", cursor: str = "", limit: int = 100) -> list[dict]:
@@ -386,9 +407,10 @@ class PostgresStore(Store):
     def list_categories(self) -> list[dict]:
         """Rows: category, messageCount, streamCount; sorted by category (byte order)."""
         rows = self._query(
-            "SELECT c, n, s FROM (SELECT category(stream_name) AS c, count(*) AS n, "
-            "count(DISTINCT stream_name) AS s FROM messages GROUP BY 1) AS t "
-            "ORDER BY c COLLATE \"C\"", (), "category listing failed")
+            "SELECT c, n, s FROM (SELECT category(stream_name) AS c, sum(n)::bigint AS n, "
+            "count(*) AS s FROM (SELECT stream_name, count(*) AS n FROM messages "
+            "GROUP BY stream_name) AS ps GROUP BY 1) AS t ORDER BY c COLLATE \"C\"", (),
+            "category listing failed")  # category() once per stream, not once per message
         return [{"category": c, "messageCount": n, "streamCount": s} for c, n, s in rows]
 
     def message_count(self) -> int:
