@@ -167,8 +167,11 @@ def test_verify_refuses_a_missing_last_line(exe, store_path, tmp_path):
     assert "cut.ndjson is truncated" in r.stderr and "999 of 1000 records" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not target.exists()
-    # without --verify the same file imports the 999 lines it has
+    # the manifest is beside the file: import verifies by default (issue 8 item 13)
     r = exe("import", cut, "--store", target, "--format", "json")
+    assert r.exit_code == 1 and "truncated" in r.stderr and not target.exists()
+    # --no-verify imports the 999 lines it has
+    r = exe("import", cut, "--no-verify", "--store", target, "--format", "json")
     assert r.exit_code == 0 and json.loads(r.stdout)["imported"] == 999
 
 
@@ -214,11 +217,13 @@ def test_bad_line_stops_with_its_line_number(cli, store_path, tmp_path):
     bad = tmp_path / "bad.ndjson"
     bad.write_text("".join(lines))
     target = str(tmp_path / "t.db")
-    r = cli("import", bad, "--store", target, "--batch-size", 1000)
-    assert r.exit_code == 1
+    r = cli("import", bad, "--no-verify", "--store", target, "--batch-size", 1000)
+    # a bad line is a usage error (exit 2), and a local import is one transaction: nothing of
+    # the file is in the store (issue 8 items 2 and 13)
+    assert r.exit_code == 2
     assert "line 2001" in r.stderr and "not valid JSON" in r.stderr
-    assert "2000 messages imported before it" in r.stderr
-    assert [m.global_position for m in read_all(target)] == list(range(1, 2001))
+    assert "nothing imported (the store is as it was)" in r.stderr
+    assert read_all(target) == []
 
 
 def test_a_clash_names_the_batch_and_force_replaces(cli, store_path, tmp_path):
@@ -230,7 +235,7 @@ def test_a_clash_names_the_batch_and_force_replaces(cli, store_path, tmp_path):
     r = cli("import", f, "--store", target)
     assert r.exit_code == 1 and "clashes" in r.stderr and "line 300" in r.stderr
     assert "--force replaces everything" in r.stderr
-    r = cli("import", f, "--store", target, "--force", "--format", "json")
+    r = cli("import", f, "--store", target, "--force", "--yes", "--format", "json")
     assert r.exit_code == 0 and r.json()["forced"] is True
     assert read_all(target) == read_all(store_path)
 
@@ -335,8 +340,9 @@ def test_server_import_reports_the_bad_line(exe, tmp_path, fresh_server, store_p
     lines = f.read_text().splitlines(keepends=True)
     lines[1200] = lines[1200].replace('"time":"', '"time":"yesterday')
     f.write_text("".join(lines))
-    r = exe("import", f, "--url", fresh_server.url, "--token", fresh_server.token)
-    assert r.exit_code == 1, r
+    r = exe("import", f, "--no-verify", "--url", fresh_server.url, "--token",
+            fresh_server.token)
+    assert r.exit_code == 2, r  # a bad record: exit 2 as on a local store
     assert "line" in r.stderr and "1000 messages imported before it" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
@@ -350,7 +356,7 @@ def test_server_import_force_replaces(exe, tmp_path, fresh_server, store_path):
     r = exe("import", f, *srv)
     assert r.exit_code == 1  # the positions exist
     assert "POSITION_EXISTS" in r.stderr and "--force replaces everything" in r.stderr
-    r = exe("import", f, *srv, "--force", "--format", "json")
+    r = exe("import", f, *srv, "--force", "--yes", "--format", "json")
     assert r.exit_code == 0, r
     assert json.loads(r.stdout)["imported"] == 50
     assert json.loads(r.stdout)["lastGlobalPosition"] == 50  # as for a local store
@@ -427,5 +433,5 @@ def test_verify_refuses_a_cut_gzip_file(cli, store_path, tmp_path):
     assert "cut.ndjson.gz is damaged: gzip data is corrupt or truncated" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "t.db").exists()
     # and without --verify the import stops with a line number instead of a traceback
-    r = cli("import", cut, "--store", tmp_path / "t.db")
+    r = cli("import", cut, "--no-verify", "--store", tmp_path / "t.db")
     assert r.exit_code == 1 and "cannot read the file" in r.stderr and "Traceback" not in r.stderr

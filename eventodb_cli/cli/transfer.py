@@ -8,8 +8,10 @@ import sys
 import click
 
 from ..errors import UsageError
-from .common import (complete_category, examples, format_option, get_store, out_format,
-                     target_options)
+from .common import (POSITIVE, complete_category, examples, format_option, get_store,
+                     out_format, target_options)
+
+MAX_BATCH_SIZE = 1_000_000  # messages per read or per transaction: beyond this, a typo
 
 
 def _split_categories(values) -> list[str]:
@@ -36,17 +38,17 @@ def _bar(label: str):
 @click.option("--category", "-c", "categories", multiple=True, metavar="CATEGORY",
               shell_complete=complete_category,
               help="Export only this category (repeat, or a,b,c). Default: every message.")
-@click.option("--since", type=int, default=1, show_default=True, metavar="GPOS",
+@click.option("--since", type=POSITIVE, default=1, show_default=True, metavar="GPOS",
               help="First global position (inclusive).")
-@click.option("--until", type=int, default=None, metavar="GPOS",
+@click.option("--until", type=POSITIVE, default=None, metavar="GPOS",
               help="Stop before this global position (exclusive).")
 @click.option("--output", "-O", "output", metavar="FILE", type=click.Path(dir_okay=False),
               help="Write to FILE (and FILE.manifest.json) instead of stdout.")
 @click.option("--gzip", "use_gzip", is_flag=True, help="Compress the records with gzip.")
 @click.option("--manifest", metavar="PATH", type=click.Path(dir_okay=False),
               help="Manifest path [default: FILE.manifest.json; none for stdout].")
-@click.option("--batch-size", type=int, default=1000, show_default=True,
-              help="Messages per read.")
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=1000,
+              show_default=True, help="Messages per read.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr [default: on when stderr is a terminal].")
 @format_option
@@ -66,8 +68,6 @@ def export(categories, since, until, output, use_gzip, manifest, batch_size, pro
     the record bytes, which `eventodb import --verify` checks. Works on a local store and on a
     server. Prints a summary with --output (the manifest, in json).
     """
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1 (got {batch_size})")
     cats = _split_categories(categories)
     fmt = out_format(fmt)
     from ..services import transfer
@@ -104,14 +104,18 @@ def export(categories, since, until, output, use_gzip, manifest, batch_size, pro
 @click.command("import")
 @click.argument("file", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--force", is_flag=True,
-              help="First delete EVERY message in the target (store or namespace).")
+              help="First delete EVERY message in the target (store or namespace); asks, or "
+                   "needs --yes.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before --force deletes.")
-@click.option("--verify", "verify", is_flag=True,
-              help="Check FILE against its manifest first; import nothing if it does not match.")
+@click.option("--verify/--no-verify", "verify", default=None,
+              help="Check FILE against its manifest first; import nothing if it does not "
+                   "match [default: verify when the manifest is there].")
 @click.option("--manifest", metavar="PATH", type=click.Path(dir_okay=False),
-              help="Manifest for --verify [default: FILE.manifest.json].")
-@click.option("--batch-size", type=int, default=10000, show_default=True,
-              help="Messages per transaction (local store; a server's /import uses 1000).")
+              help="Manifest to verify against [default: FILE.manifest.json].")
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=10000,
+              show_default=True,
+              help="Messages per insert (local store: the whole import is one transaction; a "
+                   "server's /import uses 1000).")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr [default: on when stderr is a terminal].")
 @format_option
@@ -125,21 +129,29 @@ def import_(file, force, yes, verify, manifest, batch_size, progress, fmt):
     """Import an EventoDB NDJSON export (FILE, or - for stdin; gzip is recognised).
 
     Ids, positions, global positions and times are kept, into a local store or a server
-    (/import). With --verify the whole file is first checked against its manifest (length,
-    xxh3-64 digest, count): a damaged or truncated file is refused (exit 1) before anything is
-    imported. A bad line stops the import with its line number; earlier batches stay imported.
+    (/import). When the manifest is there (FILE.manifest.json, or --manifest) the whole file is
+    first checked against it (length, xxh3-64 digest, count): a damaged, cut or shortened file
+    is refused (exit 1) before anything is imported (--no-verify skips the check). A bad line
+    (not JSON, NaN, not a record) stops the import with its line number (exit 2). A local
+    import is one transaction: on any error the store is left exactly as it was. A server's
+    /import commits in batches: the error says how many were imported.
     """
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1 (got {batch_size})")
     if verify and file == "-":
         raise UsageError("--verify needs a file, not stdin (the file is read twice)")
     if file != "-" and not os.path.exists(file):
         raise UsageError(f"cannot read {file}: no such file")
-    fmt = out_format(fmt)
     from ..services import transfer
 
+    if verify is None:  # verify whenever there is a manifest to verify against
+        verify = file != "-" and (manifest is not None or
+                                  os.path.exists(transfer.manifest_path_for(file)))
+    if force and not yes and (file == "-" or not _isatty(sys.stdin)):
+        raise UsageError("refusing to --force (delete every message in the target first) "
+                         "without --yes")
+    fmt = out_format(fmt)
+
     def confirm(store):
-        if force and not yes and sys.stdin.isatty() and file != "-":
+        if force and not yes:
             click.confirm(f"--force deletes every message in {_describe(store)} first. Go on?",
                           abort=True, err=True)
 
@@ -159,6 +171,13 @@ def import_(file, force, yes, verify, manifest, batch_size, progress, fmt):
         from ..render import emit_object
 
         emit_object(summary, fmt)
+
+
+def _isatty(fh) -> bool:
+    try:
+        return fh is not None and fh.isatty()
+    except (ValueError, OSError):
+        return False
 
 
 def _describe(store) -> str:

@@ -39,7 +39,9 @@ from ..domain.message import Message, format_time
 from ..domain.records import from_record, to_record_line
 from ..domain.streams import category as category_of
 from ..domain.streams import is_category
-from ..errors import BatchFailed, CheckFailed, EventoError, StoreError, UsageError
+from ..errors import (EXIT_USAGE, BatchFailed, CheckFailed, DiskFull, EventoError,
+                      StoreError,
+                      UsageError)
 
 MANIFEST_FORMAT = "eventodb-export"
 MANIFEST_VERSION = 1
@@ -394,8 +396,9 @@ def parse_lines(fh: BinaryIO, state: dict,
 def import_local(store, fh: BinaryIO, *, force: bool = False, batch_size: int = 1000,
                  on_progress: Callable[[int, int], None] | None = None,
                  on_bytes: Callable[[int], None] | None = None) -> ImportResult:
-    """Import into a local store, keeping positions. A bad line stops the import: batches
-    before it stay committed (like the server's /import) and the error names the line."""
+    """Import into a local store, keeping positions, in ONE transaction (the ``--force`` delete
+    included): a bad line (exit 2), a clash, a read error, a full disk or Ctrl-C leaves the store
+    exactly as it was, and the error names the line."""
     res = ImportResult()
     state = {"line": 0}
     started = time.perf_counter()
@@ -410,23 +413,30 @@ def import_local(store, fh: BinaryIO, *, force: bool = False, batch_size: int = 
         if on_progress:
             on_progress(imported, last)
 
+    nothing = "nothing imported (the store is as it was)"
     try:
         res.imported = store.import_records(parse_lines(fh, state, on_bytes), force=force,
-                                            batch_size=batch_size, on_batch=batch_done)
+                                            batch_size=batch_size, on_batch=batch_done,
+                                            atomic=True)
+    except DiskFull as e:
+        raise DiskFull(f"import stopped near line {state['line']}: disk full; {nothing}") \
+            from None
     except ValueError as e:
-        raise BatchFailed(f"import stopped at {e}; {res.imported} messages imported before it",
-                          exit_code=1, line=state["line"], written=res.imported,
-                          code="INVALID_RECORD") from None
+        raise BatchFailed(f"import stopped at {e}; {nothing}", exit_code=EXIT_USAGE,
+                          line=state["line"], written=0, code="INVALID_RECORD") from None
     except StoreError as e:
         raise BatchFailed(f"import stopped in the batch ending at line {state['line']}: "
-                          f"{e.message}; {res.imported} messages imported before it"
-                          f"{_FORCE_HINT if not force else ''}",
-                          exit_code=1, line=state["line"], written=res.imported,
+                          f"{e.message}; {nothing}{_FORCE_HINT if not force else ''}",
+                          exit_code=1, line=state["line"], written=0,
                           code="POSITION_EXISTS") from None
     except (OSError, EOFError, zlib.error) as e:
         raise BatchFailed(f"import stopped at line {state['line']}: cannot read the file ({e}); "
-                          f"{res.imported} messages imported before it", exit_code=1,
-                          line=state["line"], written=res.imported, code="READ_ERROR") from None
+                          f"{nothing}", exit_code=1, line=state["line"], written=0,
+                          code="READ_ERROR") from None
+    except KeyboardInterrupt:
+        raise BatchFailed(f"import interrupted at line {state['line']}; {nothing}",
+                          exit_code=130, line=state["line"], written=0,
+                          code="INTERRUPTED") from None
     res.last_global_position = state.get("gpos")
     res.seconds = time.perf_counter() - started
     return res
@@ -501,11 +511,13 @@ def import_remote(store, fh: BinaryIO, *, force: bool = False,
                     where = f" at line {at}" if at else ""
                     hint = _FORCE_HINT if ev.get("error") == "POSITION_EXISTS" and not force \
                         else ""
+                    bad_record = ev.get("error") in ("INVALID_JSON", "INVALID_RECORD")
                     raise BatchFailed(
                         f"import stopped{where}: {ev.get('error')}: {ev.get('message', '')}; "
-                        f"{res.imported} messages imported before it{hint}",
-                        exit_code=1, line=at or 0, written=res.imported,
-                        code=str(ev.get("error")))
+                        f"{res.imported} messages imported before it (a server's /import "
+                        f"commits in batches){hint}",
+                        exit_code=EXIT_USAGE if bad_record else 1, line=at or 0,
+                        written=res.imported, code=str(ev.get("error")))
                 if "imported" in ev:
                     res.imported = base + int(ev["imported"])
                 if ev.get("gpos") is not None:

@@ -49,6 +49,16 @@ def new_ids(n: int) -> list[str]:
     return out
 
 
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _fit(params) -> tuple:
+    """Integer parameters clamped to SQLite's signed 64-bit range: a position or limit beyond
+    it (``--position 99999999999999999999``) reads as the nearest value SQLite can hold (there
+    is nothing past the last one), instead of raising OverflowError."""
+    return tuple(min(max(p, _I64_MIN), _I64_MAX) if type(p) is int else p for p in params)
+
+
 def _unlimited(batch_size: int | None) -> int:
     return -1 if batch_size is None or batch_size <= 0 else batch_size
 
@@ -321,7 +331,7 @@ class LocalStore(Store):
     # --- reads --------------------------------------------------------------------------------
     def _messages(self, sql: str, params: tuple) -> list[Message]:
         try:
-            return list(map(Message._make, self.conn.execute(sql, params)))
+            return list(map(Message._make, self.conn.execute(sql, _fit(params))))
         except sqlite3.DatabaseError as e:
             raise StoreError(f"read failed on {self.path}: {e}") from None
 
@@ -408,6 +418,7 @@ class LocalStore(Store):
             params += [len(prefix), prefix]
         sql += " GROUP BY stream_name ORDER BY stream_name LIMIT ?"
         params.append(limit)
+        params = _fit(params)
         return [
             {"lastActivity": format_time(t), "stream": s, "version": v}
             for s, v, t in self.conn.execute(sql, params)
