@@ -144,3 +144,33 @@ def test_not_a_message_db_database(messagedb, cli):
     r = cli("stream", "version", "account-1", "--url", messagedb.url("plain_pg"))
     assert r.exit_code == 1, r
     assert "Message DB is not installed" in r.stderr and PASSWORD not in r.stderr
+
+
+def test_stream_last_with_type_on_message_db_before_1_3(messagedb):
+    """Message DB < 1.3.0 has get_last_stream_message(stream_name) only."""
+    db = messagedb.create_db()
+    messagedb.psql("DROP FUNCTION message_store.get_last_stream_message(varchar, varchar); "
+                   "CREATE FUNCTION message_store.get_last_stream_message(stream_name varchar) "
+                   "RETURNS SETOF message_store.message AS $$ SELECT id::varchar, "
+                   "stream_name::varchar, type::varchar, position, global_position, "
+                   "data::varchar, metadata::varchar, time FROM message_store.messages m "
+                   "WHERE m.stream_name = $1 ORDER BY position DESC LIMIT 1 $$ LANGUAGE sql",
+                   db=db)
+    with PostgresStore(messagedb.url(db)) as s:
+        s.write_batch([NewMessage("a-1", "A", "{}"), NewMessage("a-1", "B", "{}")])
+        assert s.stream_last("a-1").type == "B"
+        assert s.stream_last("a-1", "A").position == 0
+
+
+def test_import_needs_more_than_the_message_store_role(messagedb, cli, tmp_path):
+    """Import writes the table and moves the sequence: Message DB's message_store role may
+    INSERT but not setval, so it is refused in one line and nothing of the batch stays."""
+    db = messagedb.create_db()
+    src = messagedb.url(messagedb.create_db())
+    assert cli("write", "a-1", "-t", "T", "--url", src).exit_code == 0
+    f = tmp_path / "x.ndjson"
+    assert cli("export", "-O", f, "--url", src).exit_code == 0
+    r = cli("import", f, "--url", messagedb.url(db, user="message_store"))
+    assert r.exit_code == 1 and "permission denied" in r.stderr, r
+    assert len(r.stderr.strip().splitlines()) == 1 and PASSWORD not in r.stderr
+    assert _count(messagedb.url(db)) == 0

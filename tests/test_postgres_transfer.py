@@ -67,3 +67,21 @@ def test_import_keeps_global_positions_and_writes_continue_after_them(messagedb,
     assert r.exit_code == 0, r
     with psycopg.connect(url) as c:
         assert c.execute("SELECT count(*) FROM message_store.messages").fetchone()[0] == 301
+
+
+def test_import_is_one_transaction_a_bad_line_leaves_message_db_as_it_was(messagedb, cli,
+                                                                           tmp_path):
+    src = _loaded(messagedb)
+    f = tmp_path / "all.ndjson"
+    assert cli("export", "-O", f, "--url", src).exit_code == 0
+    lines = f.read_bytes().split(b"\n")
+    lines[200] = b'{"id": "broken"'
+    bad = tmp_path / "bad.ndjson"
+    bad.write_bytes(b"\n".join(lines))
+    url = messagedb.url(messagedb.create_db())
+    assert cli("write", "keep-1", "-t", "Kept", "--url", url).exit_code == 0
+    r = cli("import", bad, "--force", "--yes", "--batch-size", "50", "--no-verify", "--url", url)
+    assert r.exit_code == 2 and "line 201" in r.stderr, r
+    with psycopg.connect(url) as c:  # the --force delete rolled back too
+        assert c.execute("SELECT stream_name FROM message_store.messages").fetchall() == [
+            ("keep-1",)]

@@ -271,13 +271,27 @@ class PostgresStore(Store):
 
     def stream_last(self, stream, type=None):
         if type:
-            rows = self._messages(
-                f"SELECT {_COLS} FROM get_last_stream_message(%s::varchar, %s::varchar)",
-                (stream, type), "stream read failed")
+            try:
+                rows = self._messages(
+                    f"SELECT {_COLS} FROM get_last_stream_message(%s::varchar, %s::varchar)",
+                    (stream, type), "stream read failed")
+            except StoreError:
+                if self._has_typed_last():
+                    raise
+                # Message DB before 1.3.0: get_last_stream_message(stream_name) only
+                rows = self._messages(
+                    f"SELECT {_TABLE_COLS} FROM messages WHERE stream_name = %s AND type = %s "
+                    "ORDER BY position DESC LIMIT 1", (stream, type), "stream read failed")
         else:
             rows = self._messages(f"SELECT {_COLS} FROM get_last_stream_message(%s::varchar)",
                                   (stream,), "stream read failed")
         return rows[0] if rows else None
+
+    def _has_typed_last(self) -> bool:
+        return bool(self._scalar(
+            "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = 'message_store' AND p.proname = 'get_last_stream_message' "
+            "AND p.pronargs = 2", (), "catalog read failed"))
 
     def stream_version(self, stream):
         return self._scalar("SELECT stream_version(%s::varchar)", (stream,),
@@ -447,22 +461,26 @@ class PostgresStore(Store):
 
     # --- import keeping positions (eventodb import) -------------------------------------------
     def import_records(self, records, *, force: bool = False, batch_size: int = 1000,
-                       on_batch=None) -> int:
+                       on_batch=None, atomic: bool = False) -> int:
         """Insert ``Message`` records as given (ids, positions, global positions kept; times to
-        the microsecond, Message DB's precision), ``batch_size`` per transaction, with a direct
-        COPY into message_store.messages: ``write_message`` always takes the next global
-        position, so it cannot keep the exported ones. The global position sequence is moved
-        past the highest imported position in the same transaction, so later ``write_message``
-        calls continue after it. ``force`` first deletes every message."""
-        if force:
-            self._query_none("DELETE FROM messages", "import --force failed")
+        the microsecond, Message DB's precision), ``batch_size`` per COPY into
+        message_store.messages: ``write_message`` always takes the next global position, so it
+        cannot keep the exported ones. The global position sequence is moved past the highest
+        imported position, so later ``write_message`` calls continue after it. ``force`` first
+        deletes every message. Each batch is a transaction (earlier batches stay, as the
+        server's /import does), or with ``atomic`` the whole import, the delete included, is
+        one: any error (a bad record raised by ``records``, a clash, Ctrl-C) leaves the database
+        as it was (the local store's contract, store/local.py)."""
+        from contextlib import nullcontext
+
         total = 0
         batch: list[Message] = []
 
         def flush() -> int:
             nonlocal total
             try:
-                with self._pg.transaction(), self._pg.cursor() as cur:
+                with (nullcontext() if atomic else self._pg.transaction()), \
+                        self._pg.cursor() as cur:
                     with cur.copy("COPY messages (global_position, position, time, stream_name, "
                                   "type, data, metadata, id) FROM STDIN") as cp:
                         for m in batch:
@@ -485,14 +503,20 @@ class PostgresStore(Store):
             batch.clear()
             return last
 
-        for m in records:
-            batch.append(m)
-            if len(batch) >= batch_size:
-                last = flush()
-                if on_batch:
-                    on_batch(total, last)
-        if batch:
-            flush()
+        try:
+            with (self._pg.transaction() if atomic else nullcontext()):
+                if force:
+                    self._query_none("DELETE FROM messages", "import --force failed")
+                for m in records:
+                    batch.append(m)
+                    if len(batch) >= batch_size:
+                        last = flush()
+                        if on_batch:
+                            on_batch(total, last)
+                if batch:
+                    flush()
+        except psycopg.Error as e:  # the COMMIT itself
+            raise self._error(e, "import failed") from None
         return total
 
     def _query_none(self, sql: str, what: str) -> None:
