@@ -100,3 +100,82 @@ def test_import_refuses_non_finite_numbers_and_lone_surrogates(srv, data):
     assert events[-1]["error"] == "INVALID_JSON" and events[-1]["line"] == 2, events
     status, rows = call(srv, ["category.get", "imp", {"batchSize": -1}], created["token"])
     assert status == 200 and rows == []  # the batch of the bad line is not committed
+
+
+# --- item 4: the admin role ----------------------------------------------------------------
+def _forbidden_admin(status_body, method, namespace):
+    assert status_body == (403, {"error": {"code": "AUTH_UNAUTHORIZED",
+                                           "message": "Admin token required",
+                                           "details": {"method": method,
+                                                       "namespace": namespace}}})
+
+
+def test_a_tenant_can_manage_no_namespace_but_see_its_own(srv):
+    a = "tenant-a-" + uuid.uuid4().hex[:6]
+    b = "tenant-b-" + uuid.uuid4().hex[:6]
+    ta = call(srv, ["ns.create", a])[1]["token"]
+    tb = call(srv, ["ns.create", b])[1]["token"]
+    assert call(srv, ["stream.write", "secret-1", {"type": "T", "data": {"b": 1}}], tb)[0] == 200
+    # every ns.* method, aimed at b (and at the rest of the server) with a's token
+    _forbidden_admin(call(srv, ["ns.create", "tenant-new-" + a], ta), "ns.create", a)
+    _forbidden_admin(call(srv, ["ns.create", b], ta), "ns.create", a)
+    _forbidden_admin(call(srv, ["ns.delete", b], ta), "ns.delete", a)
+    _forbidden_admin(call(srv, ["ns.delete", "default"], ta), "ns.delete", a)
+    _forbidden_admin(call(srv, ["ns.delete", a], ta), "ns.delete", a)  # not even itself
+    _forbidden_admin(call(srv, ["ns.list"], ta), "ns.list", a)
+    for other in (b, "default", "no-such-namespace"):  # existence is not revealed either
+        assert call(srv, ["ns.info", other], ta) == (403, {"error": {
+            "code": "AUTH_UNAUTHORIZED", "message": "Token not authorized for namespace",
+            "details": {"namespace": other}}})
+    # ns.streams / ns.categories take no namespace: the token's own, nothing of b's
+    assert call(srv, ["ns.streams"], ta) == (200, [])
+    assert call(srv, ["ns.categories"], ta) == (200, [])
+    # its own namespace is visible
+    status, info = call(srv, ["ns.info", a], ta)
+    assert status == 200 and info["namespace"] == a and info["messageCount"] == 0
+    # b is untouched, and the admin (default's token) still manages everything
+    assert call(srv, ["stream.get", "secret-1"], tb)[1][0][4] == {"b": 1}
+    assert {row["namespace"] for row in call(srv, ["ns.list"])[1]} >= {a, b, "default"}
+    assert call(srv, ["ns.info", b])[1]["messageCount"] == 1
+    assert call(srv, ["ns.delete", a])[0] == 200 and call(srv, ["ns.delete", b])[0] == 200
+
+
+def test_admin_token_option(tmp_path):
+    admin = make_token("ops")  # any namespace's form; "ops" need not exist
+    s = start_server(tmp_path / "data", "--admin-token", admin)
+    try:
+        created = call(s, ["ns.create", "adm-t"], admin)
+        assert created[0] == 200
+        assert {r["namespace"] for r in call(s, ["ns.list"], admin)[1]} == {"default", "adm-t"}
+        assert call(s, ["ns.info", "adm-t"], admin)[0] == 200
+        # the default namespace's token stays an admin (SDK flows create namespaces with it)
+        assert call(s, ["ns.info", "adm-t"])[0] == 200
+        # the admin token's own data namespace does not exist: data methods say so
+        status, body = call(s, ["stream.get", "x-1"], admin)
+        assert status == 500 and body["error"]["message"] == \
+            "Failed to get messages: namespace not found"
+        assert call(s, ["ns.delete", "adm-t"], admin)[0] == 200
+        # a tenant token is still refused; a wrong admin-looking token is a plain 403
+        tenant = call(s, ["ns.create", "adm-u"], admin)[1]["token"]
+        _forbidden_admin(call(s, ["ns.list"], tenant), "ns.list", "adm-u")
+        assert call(s, ["ns.list"], make_token("ops"))[0] == 403
+    finally:
+        s.stop()
+
+
+def test_admin_token_must_parse(exe, tmp_path):
+    r = exe("serve", "--data-dir", tmp_path / "d", "--port", "0", "--admin-token", "secret")
+    assert r.exit_code == 2
+    assert "--admin-token is not a valid EventoDB token" in r.stderr
+    assert "secret" not in r.stderr.replace("--admin-token", "")
+
+
+def test_test_mode_keeps_everyone_admin(tmp_path):
+    s = start_server(tmp_path / "data", "--test-mode")
+    try:
+        tok = make_token("tm-x")
+        assert call(s, ["ns.create", "tm-x", {"token": tok}], tok)[0] == 200
+        assert {r["namespace"] for r in call(s, ["ns.list"], tok)[1]} >= {"default", "tm-x"}
+        assert call(s, ["ns.delete", "tm-x"], tok)[0] == 200
+    finally:
+        s.stop()

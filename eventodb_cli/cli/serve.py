@@ -23,6 +23,9 @@ from .common import examples
 @click.option("--token", metavar="TOKEN", envvar="EVENTODB_TOKEN",
               help="The token of namespace 'default' (generated and shown once when "
                    "'default' is created without one) [env: EVENTODB_TOKEN].")
+@click.option("--admin-token", metavar="TOKEN", envvar="EVENTODB_ADMIN_TOKEN",
+              help="Another token (EventoDB format) that may manage namespaces, besides "
+                   "the default namespace's [env: EVENTODB_ADMIN_TOKEN].")
 @click.option("--max-body-mib", type=click.IntRange(1, 4096), default=100, show_default=True,
               help="Largest request body, in MiB (larger: 413).")
 @click.option("--keepalive", type=click.FloatRange(0.05, 3600), default=15.0,
@@ -51,8 +54,8 @@ from .common import examples
     "eventodb serve --test-mode --port 0",
 )
 @click.pass_context
-def serve(ctx, data_dir, store, host, port, test_mode, token, max_body_mib, keepalive, workers,
-          read_timeout, idle_timeout, memory_budget_mib, max_connections):
+def serve(ctx, data_dir, store, host, port, test_mode, token, admin_token, max_body_mib,
+          keepalive, workers, read_timeout, idle_timeout, memory_budget_mib, max_connections):
     """Run the EventoDB HTTP API (/rpc, /subscribe, /import, /health, /version) over local
     SQLite stores, one file per namespace.
 
@@ -73,4 +76,5 @@ def serve(ctx, data_dir, store, host, port, test_mode, token, max_body_mib, keep
     run(data_dir=data_dir, store=store, host=host, port=port, test_mode=test_mode,
         token=token or None, max_body=max_body_mib * 1024 * 1024, keepalive=keepalive,
         workers=workers, read_timeout=read_timeout, idle_timeout=idle_timeout,
-        max_connections=max_connections, memory_budget=memory_budget_mib * 1024 * 1024)
+        max_connections=max_connections, memory_budget=memory_budget_mib * 1024 * 1024,
+        admin_token=admin_token or None)

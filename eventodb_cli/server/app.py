@@ -79,8 +79,11 @@ class Server:
 
     def __init__(self, registry: Registry, *, test_mode: bool = False,
                  max_body: int = 100 * 1024 * 1024, keepalive: float = 15.0,
-                 workers: int = 8, memory_budget: int = 512 * 1024 * 1024):
+                 workers: int = 8, memory_budget: int = 512 * 1024 * 1024,
+                 admin_token: str | None = None):
         self.registry = registry
+        # namespace management needs the admin role: the default namespace's token, or this
+        self.admin_hash = hash_token(admin_token) if admin_token else None
         self.budget = MemoryBudget(memory_budget)
         self.test_mode = test_mode
         self.max_body = max_body
@@ -108,6 +111,22 @@ class Server:
                    for ns in self.registry.all())
 
     # --- auth -------------------------------------------------------------------------------
+    def caller(self, scope, query: dict[str, str]) -> tuple[str, bool]:
+        """The request's namespace and whether it may manage namespaces (the admin role: the
+        ``default`` namespace's token or ``--admin-token``; everyone in test mode)."""
+        if self.admin_hash is not None and not self.test_mode:
+            token = query.get("token") or ""
+            if not token:
+                header = _header(scope, b"authorization") or ""
+                token = header[7:] if header.startswith("Bearer ") else ""
+            if token and _same(hash_token(token), self.admin_hash):
+                try:
+                    return parse_token(token), True
+                except TokenError:
+                    pass
+        namespace = self.authenticate(scope, query)
+        return namespace, self.test_mode or namespace == "default"
+
     def authenticate(self, scope, query: dict[str, str]) -> str:
         """The request's namespace, or ``HttpError`` with the JSON 401/403 of PROTOCOL.md."""
         token = query.get("token") or ""
@@ -255,15 +274,15 @@ class Server:
                 return bytes(buf) if size <= SMALL else buf
 
     async def rpc(self, scope, receive, send):
-        namespace = self.authenticate(scope, _query(scope) if scope.get("query_string")
-                                      else {})
+        namespace, admin = self.caller(scope, _query(scope) if scope.get("query_string")
+                                       else {})
         if scope["method"] != "POST":
             raise HttpError(405, error_body("INVALID_REQUEST", "Only POST method allowed"))
         held: list[int] = []
         try:
             body = await self.read_body(scope, receive, RPC_FACTOR, held)
             if len(body) > INLINE_DECODE:  # decoding a large body would stall the event loop
-                status, out = await self._rpc_large(namespace, body)
+                status, out = await self._rpc_large(namespace, body, admin)
                 await self.answer(send, status, out)
                 return
         finally:
@@ -276,14 +295,14 @@ class Server:
                 status, out = await self.writes.submit(namespace, parse_write(req[1:]))
             else:
                 status, out = await self.loop.run_in_executor(self.executor, dispatch, self,
-                                                              namespace, method, req)
+                                                              namespace, method, req, admin)
         except RpcError as e:
             status, out = e.response()
         except Exception as e:  # e.g. data nested too deep to re-encode: still JSON
             status, out = 500, error_body("INTERNAL_ERROR", f"{type(e).__name__}: {e}")
         await self.answer(send, status, out)
 
-    async def _rpc_large(self, namespace: str, body) -> tuple[int, str]:
+    async def _rpc_large(self, namespace: str, body, admin: bool) -> tuple[int, str]:
         """A body over INLINE_DECODE bytes: decoded in the helper process (``offload.py``),
         or here in a worker thread if that is not possible or it is not a write."""
         from concurrent.futures.process import BrokenProcessPool
@@ -305,7 +324,8 @@ class Server:
                 return prepared[1]
             if prepared[0] == "call":
                 return await self.loop.run_in_executor(self.executor, dispatch, self,
-                                                       namespace, prepared[1], prepared[2])
+                                                       namespace, prepared[1], prepared[2],
+                                                       admin)
             return await self.writes.submit(namespace, prepared[1])
         body = once.data
         if body is None:  # given to a helper that failed
@@ -313,7 +333,8 @@ class Server:
                                    "failed; retry")
         box = [body]
         del body  # handle_rpc takes the only reference and drops it once decoded
-        return await self.loop.run_in_executor(self.executor, handle_rpc, self, namespace, box)
+        return await self.loop.run_in_executor(self.executor, handle_rpc, self, namespace, box,
+                                               admin)
 
     async def answer(self, send, status: int, out) -> None:
         """Send an RPC answer: a body, or a ``Paged`` one read and sent a page at a time (no

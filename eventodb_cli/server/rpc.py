@@ -153,11 +153,19 @@ def _read_list(batch: int, read, encode, next_position, position: int):
 class RpcContext:
     """What a handler needs: the registry, the request's namespace, the publish hook."""
 
-    __slots__ = ("server", "namespace")
+    __slots__ = ("server", "namespace", "admin")
 
-    def __init__(self, server, namespace: str):
+    def __init__(self, server, namespace: str, admin: bool = False):
         self.server = server
         self.namespace = namespace
+        self.admin = admin
+
+    def require_admin(self, method: str) -> None:
+        """Namespace management is the admin's (docs/serve.md: a deliberate difference from
+        the Go server, where any namespace's token could delete every other namespace)."""
+        if not self.admin:
+            raise RpcError("AUTH_UNAUTHORIZED", "Admin token required",
+                           {"method": method, "namespace": self.namespace})
 
     def ns(self, what: str):
         ns = self.server.registry.get(self.namespace)
@@ -363,6 +371,7 @@ def _namespace_id(args: list, missing: str) -> str:
 
 
 def ns_create(ctx: RpcContext, args: list) -> tuple[int, str]:
+    ctx.require_admin("ns.create")
     nid = _namespace_id(args, "ns.create requires at least 1 argument: namespace ID")
     description = ""
     token = ""
@@ -401,6 +410,7 @@ def ns_create(ctx: RpcContext, args: list) -> tuple[int, str]:
 
 
 def ns_delete(ctx: RpcContext, args: list) -> tuple[int, str]:
+    ctx.require_admin("ns.delete")
     nid = _namespace_id(args, "ns.delete requires 1 argument: namespace ID")
     server = ctx.server
     if nid == "default" and server.registry.default_path:
@@ -426,6 +436,7 @@ def _counts(ns) -> tuple[int, int, int | None]:
 
 
 def ns_list(ctx: RpcContext, args: list) -> tuple[int, str]:
+    ctx.require_admin("ns.list")
     rows = []
     for ns in ctx.server.registry.all():
         try:
@@ -439,6 +450,9 @@ def ns_list(ctx: RpcContext, args: list) -> tuple[int, str]:
 
 def ns_info(ctx: RpcContext, args: list) -> tuple[int, str]:
     nid = _namespace_id(args, "ns.info requires 1 argument: namespace ID")
+    if nid != ctx.namespace and not ctx.admin:  # a tenant sees only its own namespace
+        raise RpcError("AUTH_UNAUTHORIZED", "Token not authorized for namespace",
+                       {"namespace": nid})
     ns = ctx.server.registry.get(nid)
     if ns is None:
         raise RpcError("NAMESPACE_NOT_FOUND", f"Namespace '{nid}' not found")
@@ -542,17 +556,18 @@ def check_request(req: list) -> str:
     return method
 
 
-def dispatch(server, namespace: str, method: str, req: list) -> tuple[int, str]:
+def dispatch(server, namespace: str, method: str, req: list,
+             admin: bool = False) -> tuple[int, str]:
     """Run one checked request. Runs in a worker thread."""
     try:
-        return METHODS[method](RpcContext(server, namespace), req[1:])
+        return METHODS[method](RpcContext(server, namespace, admin), req[1:])
     except RpcError as e:
         return e.response()
     except Exception as e:  # a bug or an unexpected backend failure: still JSON
         return 500, error_body("INTERNAL_ERROR", f"{type(e).__name__}: {e}")
 
 
-def handle_rpc(server, namespace: str, box: list) -> tuple[int, str]:
+def handle_rpc(server, namespace: str, box: list, admin: bool = False) -> tuple[int, str]:
     """Decode, dispatch, encode (the whole request in a worker thread). ``box`` holds the only
     reference to the body, dropped as soon as it is decoded (a large body is not kept beside
     its decoded value)."""
@@ -561,4 +576,4 @@ def handle_rpc(server, namespace: str, box: list) -> tuple[int, str]:
         method = check_request(req)
     except RpcError as e:
         return e.response()
-    return dispatch(server, namespace, method, req)
+    return dispatch(server, namespace, method, req, admin)

@@ -93,7 +93,8 @@ def _terminated(signum, frame):
 def serve(*, data_dir: str | None, store: str | None, host: str, port: int, test_mode: bool,
           token: str | None, max_body: int, keepalive: float, workers: int,
           read_timeout: float = 30.0, idle_timeout: float = 120.0,
-          max_connections: int = 0, memory_budget: int = 512 * 1024 * 1024) -> None:
+          max_connections: int = 0, memory_budget: int = 512 * 1024 * 1024,
+          admin_token: str | None = None) -> None:
     import asyncio
 
     import uvicorn
@@ -104,6 +105,11 @@ def serve(*, data_dir: str | None, store: str | None, host: str, port: int, test
 
     if token is not None:
         check_token(token)
+    if admin_token is not None:
+        try:
+            parse_token(admin_token)
+        except TokenError as e:
+            raise UsageError(f"--admin-token is not a valid EventoDB token: {e}") from None
     tmp = None
     if not data_dir and not store:
         if test_mode:
@@ -122,7 +128,7 @@ def serve(*, data_dir: str | None, store: str | None, host: str, port: int, test
     try:
         ensure_default(registry, token)
         app = Server(registry, test_mode=test_mode, max_body=max_body, keepalive=keepalive,
-                     workers=workers, memory_budget=memory_budget)
+                     workers=workers, memory_budget=memory_budget, admin_token=admin_token)
         file_limit = raise_file_limit()
         limits = Limits(read_timeout=read_timeout, idle_timeout=idle_timeout,
                         max_connections=max_connections or auto_max_connections(file_limit),
