@@ -16,7 +16,7 @@ PostgreSQL binaries, Message DB from npm), one category of N messages (default 1
    PostgresStore.share_lag, one count per member) vs the generic path (paging each member's
    share through get_category_messages) - one run each.
 
-Usage: python bench/messagedb.py [N]
+Usage: python bench/messagedb.py [N [reads] [verify] [lag]]
 """
 
 from __future__ import annotations
@@ -94,8 +94,29 @@ def member_reads(url: str, n: int) -> None:
                f"{BATCH}, NULL, 1, 4)")
         psql_t, pout = median_run([psql, "-X", "-A", "-t", "-d", url, "-c", sql], env=env)
         assert pout.count(b"\n") >= got, (pout.count(b"\n"), got)
+        store_t, raw_t = in_process(url, pos)
         print(f"   {label:6} (position {pos:>9,}): eventodb {cli_t * 1e3:7.1f} ms, "
-              f"psql {psql_t * 1e3:7.1f} ms, ratio {cli_t / psql_t:.2f}x  ({got} messages)")
+              f"psql {psql_t * 1e3:7.1f} ms, ratio {cli_t / psql_t:.2f}x  ({got} messages); "
+              f"in one process: store read {store_t * 1e3:.1f} ms, the bare function call "
+              f"{raw_t * 1e3:.1f} ms, ratio {store_t / raw_t:.2f}x")
+
+
+def in_process(url: str, pos: int, repeat: int = 15) -> tuple[float, float]:
+    """PostgresStore.category_get (Message objects, canonical JSON) vs fetching the function's
+    rows with psycopg on the same connection: the cost the store adds to Message DB's."""
+    from eventodb_cli.store.postgres import PostgresStore
+
+    with PostgresStore(url) as s:
+        a, b = [], []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            s.category_get(CATEGORY, pos, BATCH, None, 1, 4)
+            a.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            s._query("SELECT * FROM get_category_messages(%s, %s, %s, NULL, 1, 4)",
+                     (CATEGORY, pos, BATCH), "raw")
+            b.append(time.perf_counter() - t)
+    return statistics.median(a), statistics.median(b)
 
 
 def verify(url: str) -> None:
@@ -169,9 +190,13 @@ def main() -> None:
         secs = load(url, n)
         print(f"Message DB {c.version} on PostgreSQL {c.bindir.parent.name}, {n:,} messages in "
               f"{STREAMS:,} streams of '{CATEGORY}' (loaded in {secs:.1f}s); {machine()}")
-        member_reads(url, n)
-        verify(url)
-        lag(url, n)
+        parts = sys.argv[2:] or ["reads", "verify", "lag"]
+        if "reads" in parts:
+            member_reads(url, n)
+        if "verify" in parts:
+            verify(url)
+        if "lag" in parts:
+            lag(url, n)
     finally:
         remove_cluster(c)
 

@@ -146,6 +146,7 @@ def test_consume_follow_polls_message_db(pair, tmp_path):
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
+    assert "SSE" not in err and "polling" not in err  # no push to try: it polls from the start
     assert [json.loads(x)["type"] for x in out.splitlines()] == ["First", "Second"]
     assert json.loads(cp.read_text())["position"] > 0
 

@@ -455,10 +455,6 @@ class PostgresStore(Store):
 
     ns_create = ns_delete = ns_list = _no_namespaces
 
-    def pokes(self, **_kw):
-        raise UsageError("subscribe needs an EventoDB server (SSE): Message DB has no push; "
-                         "use `eventodb consume --follow`, which polls")
-
     # --- import keeping positions (eventodb import) -------------------------------------------
     def import_records(self, records, *, force: bool = False, batch_size: int = 1000,
                        on_batch=None, atomic: bool = False) -> int:
