@@ -17,6 +17,7 @@ from ..domain.records import from_record
 from ..errors import StoreError
 from ..store.local import LocalStore
 from .app_events import done_event, error_event, progress_event
+from .rpc import disk_full
 
 MAX_LINE = 1024 * 1024
 BATCH = 1000
@@ -115,7 +116,9 @@ def _import(store, body: bytes, emit, started: float) -> None:
         emit(error_event(e.code, e.message, e.line))
         return
     except StoreError as e:
-        if "UNIQUE" in e.message or "constraint" in e.message:
+        if disk_full(e):  # earlier batches stay committed, the store is intact
+            emit(error_event("IMPORT_FAILED", "disk full", state["line"]))
+        elif "UNIQUE" in e.message or "constraint" in e.message:
             emit(error_event("POSITION_EXISTS", _clash(store, pending) or e.message,
                              state["line"]))
         else:

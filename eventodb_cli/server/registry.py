@@ -146,10 +146,19 @@ class Registry:
                         os.remove(ns.path + suffix)
                     except FileNotFoundError:
                         pass
-            LocalStore(ns.path, create=True).close()
-            self._conn.execute(
-                "INSERT INTO namespaces (id, token_hash, description, created_at, file) "
-                "VALUES (?,?,?,?,?)", (id, token_hash, description, created, file))
+            try:
+                LocalStore(ns.path, create=True).close()
+                self._conn.execute(
+                    "INSERT INTO namespaces (id, token_hash, description, created_at, file) "
+                    "VALUES (?,?,?,?,?)", (id, token_hash, description, created, file))
+            except BaseException:  # e.g. a full disk: no half-made namespace file stays
+                if not (id == "default" and self.default_path):
+                    for suffix in ("", "-wal", "-shm"):
+                        try:
+                            os.remove(ns.path + suffix)
+                        except OSError:
+                            pass
+                raise
             self._ns[id] = ns
             return ns
 

@@ -14,7 +14,7 @@ from .. import __version__
 from ..domain import strictjson
 from ..domain.message import Message as _Message
 from ..domain.message import NewMessage, canonical_json, format_time
-from ..errors import DuplicateMessageId, StoreError, VersionConflict
+from ..errors import DiskFull, DuplicateMessageId, StoreError, VersionConflict
 from .auth import TokenError, generate_token, hash_token, parse_token
 from .registry import NamespaceGone
 from .uuids import go_uuid_error, uuid7
@@ -230,7 +230,17 @@ def parse_write(args: list) -> NewMessage:
 _WRITE = "Failed to write message"
 
 
+def disk_full(e: BaseException) -> bool:
+    """A failure because the disk (or the data directory's quota) is full."""
+    import errno
+
+    return isinstance(e, DiskFull) or getattr(e, "errno", None) == errno.ENOSPC or \
+        "database or disk is full" in str(e)
+
+
 def _write_error(e: Exception) -> tuple[int, str]:
+    if disk_full(e):  # the store is intact, reads go on; no server path in the answer
+        return RpcError("BACKEND_ERROR", f"{_WRITE}: disk full").response()
     if isinstance(e, VersionConflict):
         return RpcError("STREAM_VERSION_CONFLICT", e.message, e.details).response()
     if isinstance(e, DuplicateMessageId):
@@ -404,7 +414,8 @@ def ns_create(ctx: RpcContext, args: list) -> tuple[int, str]:
     except KeyError:
         raise RpcError("NAMESPACE_EXISTS", f"Namespace '{nid}' already exists") from None
     except Exception as e:  # file system, SQLite
-        raise RpcError("BACKEND_ERROR", f"Failed to create namespace: {e}") from None
+        reason = "disk full" if disk_full(e) else e
+        raise RpcError("BACKEND_ERROR", f"Failed to create namespace: {reason}") from None
     return 200, dumps({"createdAt": format_time(ns.created_at), "namespace": nid,
                        "token": token}) + "\n"
 
