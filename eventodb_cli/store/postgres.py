@@ -22,7 +22,7 @@ psycopg is imported only here, so local-store startup does not pay for it.
 from __future__ import annotations
 
 import json
-import os
+import logging
 import re
 from datetime import datetime, timedelta
 from typing import Sequence
@@ -34,6 +34,11 @@ from ..domain.message import Message, NewMessage, WriteResult, canonical_json
 from ..errors import (DiskFull, DuplicateMessageId, NotFound, StoreError, Unreachable,
                       UsageError, VersionConflict)
 from .base import Store
+
+# psycopg logs "error ignored terminating <Pipeline>" when a batch fails inside executemany's
+# pipeline; the error itself is raised and reported in one line, so keep the log off stderr
+logging.getLogger("psycopg").addHandler(logging.NullHandler())
+logging.getLogger("psycopg").propagate = False
 
 SEARCH_PATH = "-c search_path=message_store,public"
 SEQUENCE = "message_store.messages_global_position_seq"
