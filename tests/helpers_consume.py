@@ -113,3 +113,11 @@ def lines(path: str) -> list[str]:
             return [ln for ln in fh.read().splitlines() if ln]
     except FileNotFoundError:
         return []
+
+
+def from_start(directory, category: str, size: int) -> None:
+    """A checkpoint at position 1 (nothing processed yet) for every member of a group of
+    ``size``: no member is ``missing``."""
+    for m in range(size):
+        write_checkpoint(os.path.join(str(directory), f"{category}.member-{m}-of-{size}.json"),
+                         1, category=category, member=m, size=size)

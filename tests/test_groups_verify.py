@@ -168,17 +168,22 @@ def test_read_pattern_one_unfiltered_pass_and_one_per_member(store_path):
     assert all(c[1] == svc.READ_BATCH for c in d.calls)
 
 
-def test_empty_category_is_ok_with_a_note(exe, store_path):
+def test_empty_category_is_not_found_not_a_pass(exe, store_path):
+    """Issue 8 item 10: verifying nothing is a failure (exit 4), not an OK."""
     with LocalStore(store_path, create=True) as st:
         st.write_batch([NewMessage("other-1", "T", "{}")])
-    r = exe("verify-groups", "account", "--size", "2", "--store", store_path, "--format", "json")
-    assert r.exit_code == 0 and r.json()["streams"] == 0 and r.json()["ok"]
-    assert "nothing to verify" in r.stderr
+    for fmt in ("json", "table"):
+        r = exe("verify-groups", "account", "--size", "2", "--store", store_path, "--format",
+                fmt)
+        assert r.exit_code == 4, r
+        assert r.stdout == ""
+        assert r.stderr.strip() == ("eventodb: error: no messages in category 'account': "
+                                    "nothing to verify (--write-test-data K writes some)")
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--size", "0"], "--size must be >= 1"),
-    (["--size", "2", "--write-test-data", "0"], "--write-test-data must be >= 1"),
+    (["--size", "0"], "--size: 0 is not in the range 1<=x<=100000"),
+    (["--size", "2", "--write-test-data", "0"], "--write-test-data: 0 is not in the range"),
 ])
 def test_usage_errors_exit_2(exe, store_path, args, needle):
     r = exe("verify-groups", "account", *args, "--store", store_path)

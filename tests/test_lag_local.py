@@ -9,7 +9,8 @@ import threading
 import time
 
 import pytest
-from helpers_consume import (fill_store, import_messages, share, start_exe, write_checkpoint)
+from helpers_consume import (fill_store, from_start, import_messages, share, start_exe,
+                             write_checkpoint)
 
 from eventodb_cli.domain.message import new_message, parse_time
 from eventodb_cli.store.base import Store
@@ -59,6 +60,10 @@ def test_lag_matches_brute_force(cli, filled, store_path, tmp_path):
                          size=size)
     r = cli("lag", "account", "--size", size, "--checkpoints", cpdir, "--store", store_path,
             "--format", "json")
+    assert r.exit_code == 1, r  # member 2 has no checkpoint: missing fails the check
+    assert r.json()["ok"] is False
+    r = cli("lag", "account", "--size", size, "--checkpoints", cpdir, "--store", store_path,
+            "--format", "json", "--allow-missing")
     assert r.exit_code == 0, r
     rep = r.json()
     now = parse_time(rep["time"])
@@ -70,7 +75,7 @@ def test_lag_matches_brute_force(cli, filled, store_path, tmp_path):
         e = exp[m["member"]]
         for k, v in e.items():
             assert m[k] == v, (m["member"], k, m[k], v)
-        assert m["status"] == "healthy"
+        assert m["status"] == ("missing" if m["member"] == 2 else "healthy")
     by = {m["member"]: m for m in rep["members"]}
     assert by[2]["checkpoint"] is None and by[2]["position"] == 1
     assert by[2]["checkpointUpdatedAt"] is None
@@ -88,7 +93,7 @@ def test_cap_makes_counts_inexact(cli, filled, store_path, tmp_path):
     n0 = len(share(filled, "account", 0, size))
     n1 = len(share(filled, "account", 1, size))
     cpdir = tmp_path / "cps"
-    os.makedirs(cpdir)
+    from_start(cpdir, "account", 2)
     # cap exactly member 0's count: still exact; member 1 (larger or smaller) decides itself
     r = cli("lag", "account", "--size", 2, "--checkpoints", cpdir, "--store", store_path,
             "--cap", n0, "--max-lag", 0, "--format", "json")
@@ -108,7 +113,7 @@ def test_cap_makes_counts_inexact(cli, filled, store_path, tmp_path):
 def test_cap_is_raised_to_decide_max_lag(cli, filled, store_path, tmp_path):
     """With --max-lag above --cap the count goes on to max-lag + 1, so the status is right."""
     n0 = len(share(filled, "account", 0, 2))
-    os.makedirs(tmp_path / "cps")
+    from_start(tmp_path / "cps", "account", 2)
     r = cli("lag", "account", "--size", 2, "--checkpoints", tmp_path / "cps", "--store",
             store_path, "--cap", 10, "--max-lag", n0 - 1, "--format", "json")
     rep = r.json()
@@ -125,7 +130,7 @@ def test_exit_codes_follow_max_lag(runner, cli, exe, filled, store_path, tmp_pat
     size = 3
     counts = [len(share(filled, "account", m, size)) for m in range(size)]
     cpdir = tmp_path / "cps"
-    os.makedirs(cpdir)
+    from_start(cpdir, "account", size)
     worst = max(counts)
     ok = run("lag", "account", "--size", size, "--checkpoints", cpdir, "--store", store_path,
              "--max-lag", worst, "--format", "json")
@@ -146,6 +151,11 @@ def test_exit_codes_follow_max_lag(runner, cli, exe, filled, store_path, tmp_pat
 
 def test_empty_category_and_missing_sources(exe, filled, store_path, tmp_path):
     os.makedirs(tmp_path / "cps")
+    r = exe("lag", "nothing", "--size", 2, "--checkpoints", tmp_path / "cps", "--store",
+            store_path, "--format", "json")
+    assert r.exit_code == 1, r  # no checkpoints at all: both members missing
+    assert [m["status"] for m in r.json()["members"]] == ["missing", "missing"]
+    from_start(tmp_path / "cps", "nothing", 2)
     r = exe("lag", "nothing", "--size", 2, "--checkpoints", tmp_path / "cps", "--store",
             store_path, "--format", "json")
     assert r.exit_code == 0, r
@@ -274,7 +284,7 @@ def test_generic_category_head_matches_sql(tmp_path):
 
 
 def test_watch_prints_ndjson_snapshots_until_interrupted(filled, store_path, tmp_path):
-    os.makedirs(tmp_path / "cps")
+    from_start(tmp_path / "cps", "account", 2)
     p = start_exe(exe_path(), "lag", "account", "--size", 2, "--checkpoints", tmp_path / "cps",
                   "--store", store_path, "--watch", "--interval", "0.2", "--max-lag", 10**6)
     try:
@@ -301,6 +311,7 @@ def test_help_has_examples(cli):
 
 
 def test_lag_reads_what_consume_writes(cli, filled, store_path, tmp_path):
+    os.makedirs(tmp_path / "cps")
     cp = tmp_path / "cps" / "account.member-1-of-3.json"
     r = cli("consume", "account", "--member", 1, "--size", 3, "--checkpoint", cp, "--store",
             store_path, "--max-messages", 40, "--batch-size", 15)
@@ -308,7 +319,7 @@ def test_lag_reads_what_consume_writes(cli, filled, store_path, tmp_path):
     handled = [json.loads(x) for x in r.stdout.splitlines()]
     assert len(handled) == 40
     rep = cli("lag", "account", "--size", 3, "--checkpoints", tmp_path / "cps", "--store",
-              store_path, "--format", "json").json()
+              store_path, "--format", "json", "--allow-missing").json()
     m1 = rep["members"][1]
     assert m1["position"] == handled[-1]["globalPosition"] + 1
     assert m1["checkpoint"] == str(cp)
@@ -321,7 +332,7 @@ def test_watch_draws_a_live_table_on_a_terminal(filled, store_path, tmp_path):
     import pty
     import select
 
-    os.makedirs(tmp_path / "cps")
+    from_start(tmp_path / "cps", "account", 2)
     pid, fd = pty.fork()
     if pid == 0:  # child: the executable on the pty
         os.execv(exe_path(), [exe_path(), "lag", "account", "--size", "2", "--checkpoints",

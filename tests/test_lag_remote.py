@@ -95,7 +95,8 @@ def test_lag_on_the_server_matches_brute_force_with_few_requests(remote, big_ser
         assert m["lagMessages"] == len(left) and m["lagMessagesExact"] is True
         assert m["lagPositions"] == max(0, HEAD - p + 1)
         assert m["lagSeconds"] == (round((now - left[0].time) / 1e9, 3) if left else 0.0)
-        assert m["status"] == ("lagging" if len(left) > 500 else "healthy")
+        assert m["status"] == ("missing" if m["member"] not in found
+                               else "lagging" if len(left) > 500 else "healthy")
     # the head search plus one page per member (each share is far below the cap)
     assert used <= 2 * math.log2(HEAD) + 4 + size
 
@@ -109,12 +110,12 @@ def test_lag_cli_against_the_server(exe, big_server, tmp_path):
         '{"position": %d, "updatedAt": "2026-11-28T06:00:00Z"}' % (last0.global_position + 1))
     r = exe("lag", "big", "--size", 2, "--checkpoints", cpdir, "--url", srv.url, "--token",
             srv.token, "--format", "json", "-v", "--max-lag", 100)
-    assert r.exit_code == 1, r  # member 1 has no checkpoint: its whole share is behind
+    assert r.exit_code == 1, r  # member 1 has no checkpoint: missing, its whole share behind
     rep = r.json()
     by = {m["member"]: m for m in rep["members"]}
     assert by[0]["lagMessages"] == 0 and by[0]["status"] == "healthy"
     assert by[1]["lagMessages"] == sum(1 for x in records if member_for(x.stream_name, 2) == 1)
-    assert by[1]["status"] == "lagging" and rep["ok"] is False
+    assert by[1]["status"] == "missing" and rep["ok"] is False
     rpc_lines = [ln for ln in r.stderr.splitlines() if "/rpc" in ln]
     print(f"CLI lag: {len(rpc_lines)} requests")
     assert len(rpc_lines) <= 2 * math.log2(HEAD) + 4 + 2

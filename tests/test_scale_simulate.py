@@ -319,7 +319,11 @@ def test_missing_old_checkpoint_starts_from_the_beginning(cli, store_path, tmp_p
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--from", "0", "--to", "2"], "--from must be >= 1"),
+    (["--from", "0", "--to", "2"], "--from: 0 is not in the range 1<=x<=100000"),
+    (["--from", "2", "--to", "100001"], "--to: 100001 is not in the range 1<=x<=100000"),
+    (["--from", "2", "--to", "99999999999999999999"], "--to"),
+    (["--from", "2", "--to", "3", "--synthetic", "99999999999999999999"], "--synthetic"),
+    (["--from", "2", "--to", "3", "--synthetic", "1", "--seed", str(2**64)], "--seed"),
     (["--from", "2", "--to", "3", "--synthetic", "5", "--streams-from", "-"], "two sources"),
     (["--from", "2", "--to", "3", "--ids", "uuid"], "go with --synthetic"),
     (["--from", "2", "--to", "3", "--write-checkpoints", "x"], "needs --checkpoints"),

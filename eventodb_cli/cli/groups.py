@@ -7,8 +7,14 @@ import sys
 
 import click
 
-from ..errors import UsageError
-from .common import complete_category, examples, format_option, get_store, out_format, target_options
+from ..errors import NotFound, UsageError
+from ..domain.scale import MAX_GROUP_SIZE
+from .common import (INT64, complete_category, examples, format_option, get_store, out_format,
+                     target_options)
+
+MAX_TEST_DATA = 10_000_000  # --write-test-data: streams written in one go
+MAX_SYNTHETIC = 10_000_000  # --synthetic: streams generated (one 64-bit word each is kept)
+TABLE_ROWS = 50  # member rows and transfer cells shown in a table (JSON lists every one)
 
 TABLE_VIOLATIONS = 25  # violations listed in a table (JSON lists every one)
 
@@ -46,8 +52,10 @@ def _progress_bar(enabled: bool | None):
 # ===== verify-groups ============================================================================
 @click.command("verify-groups")
 @click.argument("category", metavar="CATEGORY", shell_complete=complete_category)
-@click.option("--size", "-s", type=int, required=True, metavar="N", help="Consumer-group size.")
-@click.option("--write-test-data", "test_data", type=int, default=None, metavar="K",
+@click.option("--size", "-s", type=click.IntRange(1, MAX_GROUP_SIZE), required=True, metavar="N",
+              help="Consumer-group size.")
+@click.option("--write-test-data", "test_data", type=click.IntRange(1, MAX_TEST_DATA),
+              default=None, metavar="K",
               help="First write K test streams CATEGORY-<uuid> (one Test message each), so an "
                    "empty server can be checked.")
 @click.option("--progress/--no-progress", default=None,
@@ -93,9 +101,10 @@ def verify_groups(category, size, test_data, progress, fmt):
                 report = svc.verify(store, category, size, on_progress=update)
         else:
             report = svc.verify(store, category, size)
-    if report["streams"] == 0:
-        click.echo(f"eventodb: note: category {category!r} has no messages: nothing to verify "
-                   "(--write-test-data K writes some)", err=True)
+    if report["streams"] == 0 and report["messages"] == 0:
+        # nothing verified is not a pass: a mistyped category must not look like a healthy one
+        raise NotFound(f"no messages in category {category!r}: nothing to verify "
+                       "(--write-test-data K writes some)")
     if fmt == "table":
         _verify_table(report)
     else:
@@ -117,10 +126,13 @@ def _verify_table(r: dict) -> None:
     t = Table(box=None, header_style="bold", pad_edge=False)
     for col in ("member", "streams", "messages", "share"):
         t.add_column(col, justify="right")
-    for m in r["members"]:
+    for m in r["members"][:TABLE_ROWS]:
         t.add_row(str(m["member"]), f"{m['streams']:,}", f"{m['messages']:,}",
                   f"{m['share']:.2f}%")
     c.print(t)
+    if len(r["members"]) > TABLE_ROWS:
+        c.print(f"... and {len(r['members']) - TABLE_ROWS:,} more members (--format json lists "
+                "all)")
     ld = r["load"]
     c.print(f"load (messages per member): min {ld['min']:,}  max {ld['max']:,}  "
             f"mean {ld['mean']:,.1f}" + (f"  max/mean {ld['imbalance']:.3f}"
@@ -150,17 +162,18 @@ def _verify_table(r: dict) -> None:
 # ===== simulate-scale ===========================================================================
 @click.command("simulate-scale")
 @click.argument("category", metavar="CATEGORY", shell_complete=complete_category)
-@click.option("--from", "from_size", type=int, required=True, metavar="N",
-              help="Current group size.")
-@click.option("--to", "to_size", type=int, required=True, metavar="M", help="New group size.")
+@click.option("--from", "from_size", type=click.IntRange(1, MAX_GROUP_SIZE), required=True,
+              metavar="N", help="Current group size (1..100,000).")
+@click.option("--to", "to_size", type=click.IntRange(1, MAX_GROUP_SIZE), required=True,
+              metavar="M", help="New group size (1..100,000).")
 @click.option("--streams-from", "streams_from", metavar="PATH|-",
               help="Stream names, one per line (name, or name<TAB>message count) instead of "
                    "reading the category from the store.")
-@click.option("--synthetic", type=int, default=None, metavar="K",
+@click.option("--synthetic", type=click.IntRange(0, MAX_SYNTHETIC), default=None, metavar="K",
               help="K generated streams CATEGORY-1..K or CATEGORY-<uuid> (see --ids).")
 @click.option("--ids", type=click.Choice(["sequential", "uuid"]), default=None,
               help="Ids of --synthetic streams [default: uuid].")
-@click.option("--seed", type=int, default=None, help="Seed for reproducible --synthetic uuids.")
+@click.option("--seed", type=INT64, default=None, help="Seed for reproducible --synthetic uuids.")
 @click.option("--checkpoints", "checkpoints", metavar="SOURCE",
               help="Checkpoint files of the old group (directory or file): plan the hand-over.")
 @click.option("--write-checkpoints", "write_dir", metavar="DIR",
@@ -281,6 +294,36 @@ def _read_names(source: str, category: str):
         raise UsageError(f"--streams-from: cannot read {source}: {e.strerror}") from None
 
 
+def _transfers_text(c, transfers: list[dict], n: int, m: int) -> None:
+    """The old x new matrix for small groups; for larger ones its non-empty cells, the largest
+    first (the matrix itself would be N x M)."""
+    from rich.table import Table
+
+    c.print("streams (messages) from old member to new member:")
+    mt = Table(box=None, header_style="bold", pad_edge=False)
+    if n <= 16 and m <= 16:
+        cells = {(x["from"], x["to"]): x for x in transfers}
+        mt.add_column("old\\new", justify="right")
+        for j in range(m):
+            mt.add_column(str(j), justify="right")
+        for o in range(n):
+            row = []
+            for j in range(m):
+                x = cells.get((o, j))
+                row.append("." if x is None else f"{x['streams']:,} ({x['messages']:,})")
+            mt.add_row(str(o), *row)
+        c.print(mt)
+        return
+    for col in ("old", "new", "streams", "messages"):
+        mt.add_column(col, justify="right")
+    top = sorted(transfers, key=lambda x: (-x["streams"], x["from"], x["to"]))[:TABLE_ROWS]
+    for x in top:
+        mt.add_row(str(x["from"]), str(x["to"]), f"{x['streams']:,}", f"{x['messages']:,}")
+    c.print(mt)
+    if len(transfers) > TABLE_ROWS:
+        c.print(f"... {len(transfers):,} non-empty cells in all (--format json lists them)")
+
+
 def _scale_text(r: dict) -> None:
     from rich.table import Table
 
@@ -309,7 +352,7 @@ def _scale_text(r: dict) -> None:
     for col in ("member", "streams before", "msgs before", "share", "streams after",
                 "msgs after", "share "):
         t.add_column(col, justify="right")
-    for row in r["members"]:
+    for row in r["members"][:TABLE_ROWS]:
         b, a = row["before"], row["after"]
         t.add_row(str(row["member"]),
                   *(("-", "-", "-") if b is None else
@@ -317,25 +360,19 @@ def _scale_text(r: dict) -> None:
                   *(("-", "-", "-") if a is None else
                     (f"{a['streams']:,}", f"{a['messages']:,}", f"{a['share']:.2f}%")))
     c.print(t)
+    if len(r["members"]) > TABLE_ROWS:
+        c.print(f"... and {len(r['members']) - TABLE_ROWS:,} more members (--format json lists "
+                "all)")
+    if r.get("membersWithoutStreams"):
+        c.print(f"note: {r['membersWithoutStreams']:,} of the {m:,} new members would have no "
+                f"stream today (more members than streams with an id)")
     lb, la = r["load"]["before"], r["load"]["after"]
     for label, ld in (("before", lb), ("after", la)):
         c.print(f"messages per member {label + ':':<7} min {ld['min']:,}  max {ld['max']:,}  "
                 f"mean {ld['mean']:,.1f}  max/mean {ld['imbalance'] or 0:.3f}")
     c.print()
 
-    cells = {(x["from"], x["to"]): x for x in r["transfers"]}
-    c.print("streams (messages) from old member to new member:")
-    mt = Table(box=None, header_style="bold", pad_edge=False)
-    mt.add_column("old\\new", justify="right")
-    for j in range(m):
-        mt.add_column(str(j), justify="right")
-    for o in range(n):
-        row = []
-        for j in range(m):
-            x = cells.get((o, j))
-            row.append("." if x is None else f"{x['streams']:,} ({x['messages']:,})")
-        mt.add_row(str(o), *row)
-    c.print(mt)
+    _transfers_text(c, r["transfers"], n, m)
     c.print()
 
     c.print("roll-out orders: overlap = streams two consumers may process at once, gap = "
@@ -385,14 +422,19 @@ def _scale_text(r: dict) -> None:
                           ("start", "right"), ("re-read msgs", "right"),
                           ("skipped if it kept its own checkpoint", "right")):
             ht.add_column(col, justify=just)
-        for h in r["handover"]:
+        for h in r["handover"][:TABLE_ROWS]:
             donors = ", ".join(f"{d['member']}@{'-' if d['position'] is None else d['position']}"
                                for d in h["donors"])
+            if h.get("donorCount", 0) > len(h["donors"]):
+                donors += f", ... ({h['donorCount']:,} in all)"
             ht.add_row(str(h["member"]), donors, str(h["position"]),
                        "-" if h["rereadMessages"] is None else f"{h['rereadMessages']:,}",
                        "-" if h["naiveSkippedMessages"] is None
                        else f"{h['naiveSkippedMessages']:,}")
         c.print(ht)
+        if len(r["handover"]) > TABLE_ROWS:
+            c.print(f"... and {len(r['handover']) - TABLE_ROWS:,} more new members (--format "
+                    "json lists all)")
     wc = r.get("writeCheckpoints")
     if wc:
         c.print()

@@ -8,7 +8,9 @@ it was saved, and the head is read after the checkpoints, no lag can come out ne
 figure is clamped at 0 anyway, for checkpoints that come from another store).
 
 A checkpoint is the NEXT global position to read (services/checkpoints.py). A member without a
-checkpoint reads from position 1, and the report says so (``"checkpoint": null``).
+checkpoint of this category and size (none at all, or only one written for another group size) is
+``missing``: its figures are counted from position 1 (where it would start), the report says
+``"checkpoint": null``, and it fails the check unless ``allow_missing``.
 
 Per member:
 
@@ -17,7 +19,9 @@ Per member:
 - ``lagPositions``: ``head - position + 1`` (global positions not yet passed, all members'),
   never below 0.
 - ``lagSeconds``: age of the oldest message of the share not yet processed (0 when none).
-- ``status``: ``lagging`` when ``lagMessages > max_lag``, else ``healthy``.
+- ``status``: ``missing`` (no checkpoint), else ``lagging`` when ``lagMessages > max_lag`` or
+  ``lagSeconds > max_lag_seconds``, else ``healthy``. ``ok``: every member healthy (or missing,
+  with ``allow_missing``).
 
 (The seed's health check reads the category's FIRST message as "latest" and so reports a lag
 that shrinks as the category grows; the head here is the last one.)
@@ -99,8 +103,19 @@ def ignored_sources(source: str, category: str, size: int) -> list[cps.Checkpoin
             if (cp.category not in (None, category)) or (cp.size not in (None, size))]
 
 
+def member_status(has_position: bool, lag_messages: int, lag_seconds: float, max_lag: int,
+                  max_lag_seconds: float | None) -> str:
+    """missing / lagging / healthy: the one rule for a member's status."""
+    if not has_position:
+        return "missing"
+    if lag_messages > max_lag or (max_lag_seconds is not None and lag_seconds > max_lag_seconds):
+        return "lagging"
+    return "healthy"
+
+
 def snapshot(store: Store, category: str, size: int, checkpoints: dict[int, cps.Checkpoint], *,
              max_lag: int = DEFAULT_MAX_LAG, cap: int = DEFAULT_CAP,
+             max_lag_seconds: float | None = None, allow_missing: bool = False,
              now_ns: int | None = None) -> dict:
     """One lag report (the ``--format json`` object)."""
     if size < 1:
@@ -133,7 +148,8 @@ def snapshot(store: Store, category: str, size: int, checkpoints: dict[int, cps.
             "checkpointUpdatedAt": None if cp is None or cp.updated_at is None
             else format_time(cp.updated_at),
             "checkpoint": None if cp is None else cp.path,
-            "status": "lagging" if share.messages > max_lag else "healthy",
+            "status": member_status(cp is not None, share.messages, lag_seconds, max_lag,
+                                    max_lag_seconds),
         })
     return {
         "category": category,
@@ -141,7 +157,25 @@ def snapshot(store: Store, category: str, size: int, checkpoints: dict[int, cps.
         "head": head,
         "time": format_time(now),
         "maxLag": max_lag,
+        "maxLagSeconds": max_lag_seconds,
+        "allowMissing": allow_missing,
         "cap": cap,
         "members": members,
-        "ok": all(m["status"] == "healthy" for m in members),
+        "ok": all(m["status"] == "healthy" or (allow_missing and m["status"] == "missing")
+                  for m in members),
     }
+
+
+def group_snapshot(store: Store, category: str, group: str, size: int | None, *,
+                   max_lag: int = DEFAULT_MAX_LAG, max_lag_seconds: float | None = None,
+                   stalled_after: float | None = None, allow_missing: bool = False) -> dict:
+    """``lag --group``: exactly ``group describe``'s report (services/group_view.py), with
+    ``allow_missing`` letting members without a position pass the check."""
+    from .group_view import describe
+
+    report = describe(store, category, group=group, size=size, max_lag=max_lag,
+                      max_lag_seconds=max_lag_seconds, stalled_after=stalled_after)
+    report["allowMissing"] = allow_missing
+    if allow_missing:
+        report["ok"] = all(m["status"] in ("healthy", "missing") for m in report["members"])
+    return report

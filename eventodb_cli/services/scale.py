@@ -114,9 +114,10 @@ def simulate(category: str, n: int, m: int, streams: Iterable[tuple[str, int]], 
                    "moved": False, "overlapIn": [], "gapIn": []}
             if got is not None:
                 o, j = got
+                cell = {s: f(o, j) for s, f in flags.items()}
                 row.update(before=o, after=j, moved=o != j,
-                           overlapIn=[s for s, (ov, _g) in flags.items() if ov[o][j]],
-                           gapIn=[s for s, (_o, gp) in flags.items() if gp[o][j]])
+                           overlapIn=[s for s, (ov, _g) in cell.items() if ov],
+                           gapIn=[s for s, (_o, gp) in cell.items() if gp])
             owners.write(json.dumps(row, ensure_ascii=False) + "\n")
     result = {"category": category, "source": source}
     result.update(dscale.plan(tally))
