@@ -117,12 +117,56 @@ class LocalStore(Store):
         if not exists:
             parent = os.path.dirname(os.path.abspath(self.path))
             os.makedirs(parent, exist_ok=True)
+        self.read_only = False
         try:
             self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=60,
                                         check_same_thread=False)
             self._prepare(create)
+        except sqlite3.OperationalError as e:
+            if not self._may_open_read_only(e):
+                raise StoreError(f"not a usable SQLite store: {self.path}: {e}") from None
+            if create:  # a write
+                raise StoreError(f"cannot write to {self.path}: the store is read-only (a "
+                                 "read-only file, directory or mount); reads work") from None
+            self._open_read_only(e)
         except sqlite3.DatabaseError as e:
             raise StoreError(f"not a usable SQLite store: {self.path}: {e}") from None
+
+    def _may_open_read_only(self, e: sqlite3.OperationalError) -> bool:
+        """A store on a read-only mount, or in a directory or file we may not write: SQLite
+        cannot create the WAL's -shm file there, and a plain open fails. Reads must still work."""
+        if not ("unable to open" in str(e) or "readonly" in str(e).replace(" ", "")):
+            return False
+        d = os.path.dirname(os.path.abspath(self.path))
+        return not os.access(self.path, os.W_OK) or not os.access(d, os.W_OK)
+
+    def _open_read_only(self, first: sqlite3.OperationalError) -> None:
+        """Open read-only: ``mode=ro`` (works while a -shm file exists), else ``immutable=1``,
+        which is exact only when no write-ahead log holds unmerged commits."""
+        from urllib.parse import quote
+
+        try:
+            self.conn.close()
+        except sqlite3.Error:
+            pass
+        uri = "file:" + quote(os.path.abspath(self.path))
+        wal = self.path + "-wal"
+        modes = ["?mode=ro"]
+        if not (os.path.exists(wal) and os.path.getsize(wal) > 0):
+            modes.append("?immutable=1")
+        err: sqlite3.Error = first
+        for mode in modes:
+            try:
+                self.conn = sqlite3.connect(uri + mode, uri=True, isolation_level=None,
+                                            timeout=60, check_same_thread=False)
+                self._prepare(False)
+                self.read_only = True
+                return
+            except sqlite3.OperationalError as e:
+                err = e
+        raise StoreError(f"cannot open the read-only store {self.path}: {err}"
+                         + (" (its write-ahead log holds commits not yet merged; open it once "
+                            "where it is writable)" if len(modes) == 1 else "")) from None
 
     _cache_dv = None
     _head: int | None = None
