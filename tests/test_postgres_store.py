@@ -174,3 +174,19 @@ def test_import_needs_more_than_the_message_store_role(messagedb, cli, tmp_path)
     assert r.exit_code == 1 and "permission denied" in r.stderr, r
     assert len(r.stderr.strip().splitlines()) == 1 and PASSWORD not in r.stderr
     assert _count(messagedb.url(db)) == 0
+
+
+def test_write_batch_existing_ok_skips_stored_ids(mdb_url):
+    """What a resumed write --file sends (services/writes.py, as on a server)."""
+    from eventodb_cli.domain.message import AlreadyWritten
+
+    with PostgresStore(mdb_url) as s:
+        s.write_batch([NewMessage("r-1", "A", "{}", None, _id(1))])
+        got = s.write_batch([NewMessage("r-1", "A", "{}", None, _id(1).upper()),
+                             NewMessage("r-1", "B", "{}", None, _id(2)),
+                             NewMessage("r-2", "C", "{}")], existing_ok=True)
+        assert isinstance(got[0], AlreadyWritten) and tuple(got[0]) == (0, 1)
+        assert [tuple(r) for r in got[1:]] == [(1, 2), (0, 3)]
+        assert not isinstance(got[1], AlreadyWritten)
+        with pytest.raises(DuplicateMessageId):
+            s.write_batch([NewMessage("r-1", "A", "{}", None, _id(1))])

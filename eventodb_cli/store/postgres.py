@@ -226,8 +226,12 @@ class PostgresStore(Store):
         return rows[0][0] if rows else None
 
     # --- writes -------------------------------------------------------------------------------
-    def write_batch(self, msgs: Sequence[NewMessage]) -> list[WriteResult]:
-        """``write_message`` for each, in ONE transaction: all of them, or (any error) none."""
+    def write_batch(self, msgs: Sequence[NewMessage], *,
+                    existing_ok: bool = False) -> list[WriteResult]:
+        """``write_message`` for each, in ONE transaction: all of them, or (any error) none.
+
+        ``existing_ok`` (a resumed ``write --file``, as on a server): a message whose id is
+        already stored is not written again; its result is an ``AlreadyWritten``."""
         if not msgs:
             return []
         from .local import new_ids
@@ -235,21 +239,44 @@ class PostgresStore(Store):
         ids = iter(new_ids(sum(1 for m in msgs if not m.id)))
         params = [(_pg_uuid(m.id) if m.id else next(ids), m.stream_name, m.type, m.data,
                    m.metadata, m.expected_version) for m in msgs]
-        results: list[WriteResult] = []
+        results: list[WriteResult | None] = [None] * len(msgs)
         try:
             with self._pg.transaction(), self._pg.cursor() as cur:
-                if len(params) == 1:
-                    cur.execute(_WRITE, params[0])
-                else:
-                    cur.executemany(_WRITE, params, returning=True)
-                while True:
+                todo = list(range(len(msgs)))
+                if existing_ok:
+                    todo = self._skip_written(cur, msgs, params, results)
+                if len(todo) == 1:
+                    cur.execute(_WRITE, params[todo[0]])
+                elif todo:
+                    cur.executemany(_WRITE, [params[i] for i in todo], returning=True)
+                for i in todo:
                     pos, gpos = cur.fetchone()
-                    results.append(WriteResult(pos, gpos))
-                    if not cur.nextset():
-                        break
+                    results[i] = WriteResult(pos, gpos)
+                    cur.nextset()
         except psycopg.Error as e:
             raise self._error(e, "write failed") from None
         return results
+
+    def _skip_written(self, cur, msgs, params, results) -> list[int]:
+        """Fill ``results`` with ``AlreadyWritten`` for the stored ids; the indices to write."""
+        import uuid as _uuid
+
+        from ..domain.message import AlreadyWritten
+
+        given = [m.id for m in msgs if m.id]
+        if not given:
+            return list(range(len(msgs)))
+        cur.execute("SELECT id::varchar, position, global_position FROM messages "
+                    "WHERE id = ANY(%s::uuid[])", ([_pg_uuid(x) for x in given],))
+        found = {r[0]: (r[1], r[2]) for r in cur.fetchall()}
+        todo = []
+        for i, m in enumerate(msgs):
+            hit = found.get(str(_uuid.UUID(_pg_uuid(m.id)))) if m.id else None
+            if hit is None:
+                todo.append(i)
+            else:
+                results[i] = AlreadyWritten(*hit)
+        return todo
 
     # --- reads --------------------------------------------------------------------------------
     def stream_get(self, stream, position=0, global_position=None, batch_size=1000):
