@@ -164,3 +164,35 @@ def test_unlimited_reads_are_streamed_and_complete(small_budget):
         # a short unlimited read keeps its Content-Length (not streamed)
         r = c.post("/rpc", content=json.dumps(["stream.get", "paged-1", {"batchSize": 10}]))
         assert "content-length" in r.headers
+
+
+def test_ctrl_c_stops_server_and_helper_without_a_traceback(tmp_path):
+    """Ctrl-C reaches the whole process group, the helper process included."""
+    import os
+    import signal
+    import subprocess
+
+    from conftest import exe_path, free_port, make_token
+
+    port, tok = free_port(), make_token()
+    p = subprocess.Popen([exe_path(), "serve", "--data-dir", str(tmp_path / "d"), "--port",
+                          str(port), "--token", tok], stderr=subprocess.PIPE,
+                         start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                httpx.get(url + "/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        body = " " * (100 * 1024) + json.dumps(["stream.write", "c-1", {"type": "T", "data": {}}])
+        r = httpx.post(url + "/rpc", content=body, headers={"Authorization": f"Bearer {tok}"})
+        assert r.status_code == 200  # the helper process is running now
+        os.killpg(p.pid, signal.SIGINT)
+        err = p.stderr.read().decode()
+        assert p.wait(30) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert "Traceback" not in err and "stopped (SIGINT)" in err

@@ -49,6 +49,14 @@ def prepare(body: bytes):
         return ("answer", e.response())
 
 
+def _ignore_sigint() -> None:
+    """In the helper: Ctrl-C reaches the whole process group; the server stops the helper
+    itself, without a KeyboardInterrupt traceback from here."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def pool():
     """The helper process pool (one process), started on first use."""
     global _pool
@@ -57,7 +65,8 @@ def pool():
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            _pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver"))
+            _pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver"),
+                                        initializer=_ignore_sigint)
         return _pool
 
 
