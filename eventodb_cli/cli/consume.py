@@ -14,9 +14,19 @@ MAX_BATCH = 100_000  # messages held in memory per read
 @click.argument("category", metavar="CATEGORY", shell_complete=complete_category)
 @click.option("--member", type=NON_NEGATIVE, required=True, metavar="M", help="This consumer's member.")
 @click.option("--size", type=POSITIVE, required=True, metavar="N", help="Consumer-group size.")
-@click.option("--checkpoint", "checkpoint", required=True, metavar="PATH",
+@click.option("--checkpoint", "checkpoint", metavar="PATH",
               help="Checkpoint file: read at start, saved atomically after each batch (what "
-                   "`eventodb lag --checkpoints` reads).")
+                   "`eventodb lag --checkpoints` reads). Its directory must exist.")
+@click.option("--group", "-g", "group", metavar="NAME",
+              help="Keep the position in the store read, as the Eventide position stream "
+                   "CATEGORY:position-NAME-M (what `eventodb group describe` and `lag --group` "
+                   "read). Exclusive with --checkpoint.")
+@click.option("--position-every", type=POSITIVE, default=None, metavar="K",
+              help="Save the position only once K more messages are taken (default: after "
+                   "each batch); the end of a run always saves.")
+@click.option("--force-size", is_flag=True,
+              help="With --group: start even though the member's position was recorded for "
+                   "another group size (a warning; the hand-over is simulate-scale --execute).")
 @click.option("--exec", "command", metavar="CMD",
               help="Run CMD (through the shell) per message, the message JSON on stdin and "
                    "EVENTODB_MESSAGE_ID, EVENTODB_STREAM, EVENTODB_GLOBAL_POSITION set. "
@@ -56,38 +66,53 @@ MAX_BATCH = 100_000  # messages held in memory per read
     "eventodb consume account --member 1 --size 4 --checkpoint ckpt/account.member-1-of-4.json "
     "--follow --exec './handle.sh' --idempotency processed.db --health-port 9101",
     "eventodb consume account --member 0 --size 2 --checkpoint c0.json --follow | jq .type",
+    "eventodb consume account --member 2 --size 3 --group billing --follow --exec ./bill.sh "
+    "--url http://evento:8080 --health-port 9102",
 )
-def consume(category, member, size, checkpoint, command, batch_size, poll_interval, follow,
+def consume(category, member, size, checkpoint, group, position_every, force_size, command, batch_size, poll_interval, follow,
             from_position, ledger_path, consumer_id, on_error, retries, retry_delay, health_port,
             max_lag, max_messages):
     """Consume member M's share of CATEGORY in a group of size N.
 
-    Reads from the checkpoint (the next global position to read), hands each message to the
-    handler (NDJSON on stdout, or --exec CMD), saves the checkpoint after each batch, and with
-    --follow keeps going. SIGINT/SIGTERM finish the current message, save the checkpoint and
-    exit 0. Exit 1 when a handler keeps failing with --on-error stop.
+    Reads from its position (a --checkpoint file: the next global position to read; or, with
+    --group, the last Recorded position in the store), hands each message to the handler
+    (NDJSON on stdout, or --exec CMD), saves the position after each batch, and with --follow
+    keeps going. The position moves only past what the handler has taken: on a pipe, what the
+    reader has read out of it. SIGINT/SIGTERM finish the current message, save and exit 0; a
+    closed stdout ends quietly. Exit 1 when a handler keeps failing with --on-error stop; exit 2
+    when a --group member's position was recorded for another size (hand over with
+    simulate-scale --group NAME --execute, or --force-size).
     """
+    import math
     import signal
 
     from ..errors import UsageError
     from ..services.consumer import (Consumer, ConsumerOptions, ExecHandler, PrintHandler,
                                      serve_health)
 
-    import math
-
     check_group(member, size)
     if not (math.isfinite(poll_interval) and 0 < poll_interval <= 86400):
         raise UsageError(f"--poll-interval must be > 0 and <= 86400 seconds (got {poll_interval})")
     if not (math.isfinite(retry_delay) and 0 <= retry_delay <= 3600):
         raise UsageError(f"--retry-delay must be 0..3600 seconds (got {retry_delay})")
-    from ..services.checkpoints import check_writable
+    if (checkpoint is None) == (group is None):
+        raise UsageError("give exactly one of --checkpoint PATH or --group NAME")
+    if force_size and group is None:
+        raise UsageError("--force-size goes with --group")
+    if checkpoint is not None:
+        from ..services.checkpoints import check_writable
 
-    check_writable(checkpoint)  # before any message is handled
+        check_writable(checkpoint)  # before any message is handled
+    else:
+        from ..services.positions import check_group as check_group_name
+
+        check_group_name(group)
 
     opts = ConsumerOptions(category, member, size, checkpoint, batch_size=batch_size,
                            poll_interval=poll_interval, follow=follow,
                            from_position=from_position, retries=retries, backoff=retry_delay,
-                           on_error=on_error, max_messages=max_messages, max_lag=max_lag)
+                           on_error=on_error, max_messages=max_messages, max_lag=max_lag,
+                           position_every=position_every)
     handler = ExecHandler(command) if command else PrintHandler()
     ledger = None
     if ledger_path:
@@ -96,8 +121,24 @@ def consume(category, member, size, checkpoint, command, batch_size, poll_interv
         ledger = Ledger(ledger_path, consumer_id or category)
     try:
         with get_store() as store:
-            consumer = Consumer(store, opts, handler, ledger=ledger)
-            httpd = serve_health(consumer, health_port) if health_port is not None else None
+            keeper = None
+            if group is not None:
+                from ..services.consumer_positions import StoreKeeper
+
+                keeper = StoreKeeper(store, category, group, member, size,
+                                     from_position=from_position, force_size=force_size,
+                                     log=lambda text: click.echo(f"eventodb: consume: {text}",
+                                                                 err=True))
+            consumer = Consumer(store, opts, handler, ledger=ledger, keeper=keeper)
+            httpd = None
+            if health_port is not None:
+                from ..store.resolve import open_store
+
+                from .common import get_target
+
+                target = get_target()
+                httpd = serve_health(consumer, health_port,
+                                     store_factory=lambda: open_store(target))
 
             def stop(signum, frame):
                 consumer.request_stop()
@@ -111,6 +152,7 @@ def consume(category, member, size, checkpoint, command, batch_size, poll_interv
                 if httpd is not None:
                     httpd.shutdown()
                     httpd.server_close()
+                    httpd.close_store()
     finally:
         if ledger is not None:
             ledger.close()

@@ -243,7 +243,9 @@ class Consumer:
         """Consume until caught up (or, with ``follow``, until stopped). Returns the exit code."""
         o = self.opts
         self.position = self.read_position = self.load_position()
-        self._saved = None
+        # a position already kept in the store is not written again until it moves
+        self._saved = self.position if getattr(self.keeper, "skip_unchanged", False) and \
+            getattr(self.keeper, "found", None) is not None else None
         self._log(f"{o.category} member {o.member} of {o.size} from position {self.position}"
                   f" ({self.keeper.where})")
         try:
@@ -464,6 +466,27 @@ class Consumer:
                          lagPositions=0 if head is None else max(0, head - self.position + 1),
                          checkedAt=format_time(time.time_ns()))
 
+    def metric_row(self, store=None) -> dict:
+        """This member for ``metrics.prometheus_text``: the position (last processed, Eventide's
+        meaning), handled and failure counters, and, read from ``store`` now, the head and the
+        exact lag of the share after the position (what ``group describe`` computes)."""
+        from .positions import recorded_from_next
+
+        o = self.opts
+        position = recorded_from_next(self.position)
+        row = {"category": o.category, "group": getattr(self.keeper, "group", None),
+               "member": o.member, "size": o.size, "position": position,
+               "messagesHandled": self.handled, "handlerFailures": self.handler_failures}
+        if store is not None:
+            from .group_view import share_lag
+
+            head = store.category_head(o.category)
+            lag, oldest = share_lag(store, o.category, o.member, o.size, position, head)
+            row.update(head=head, lagMessages=lag,
+                       lagSeconds=0.0 if oldest is None
+                       else max(0.0, round((time.time_ns() - oldest) / 1e9, 3)))
+        return row
+
     def throughput(self, window: float = 10.0) -> float:
         """Messages per second over the last ``window`` seconds (safe from another thread:
         it reads a copy; the consumer thread alone trims the deque)."""
@@ -495,22 +518,50 @@ class Consumer:
         }
 
 
-def serve_health(consumer: Consumer, port: int, host: str = "127.0.0.1"):
-    """Serve ``GET /health`` (JSON) on ``host:port`` from a daemon thread. Returns the server
-    (``.shutdown()`` stops it)."""
+def serve_health(consumer: Consumer, port: int, host: str = "127.0.0.1", *,
+                 store_factory=None):
+    """Serve ``GET /health`` (JSON) and ``GET /metrics`` (Prometheus text, services/metrics.py)
+    on ``host:port`` from a daemon thread. ``/metrics`` reads the head and the lag from its own
+    store (``store_factory()``, opened at the first scrape), never the consumer's connection.
+    Returns the server (``.shutdown()`` stops it; ``.close_store()`` closes the metrics store)."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    lock = threading.Lock()
+    opened: list = []
+
+    def metrics_text() -> str:
+        from .metrics import prometheus_text
+
+        with lock:
+            if store_factory is not None and not opened:
+                opened.append(store_factory())
+            row = consumer.metric_row(opened[0] if opened else None)
+        return prometheus_text([row])
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 (http.server API)
-            if self.path.split("?")[0] not in ("/health", "/"):
+            path = self.path.split("?")[0]
+            if path == "/metrics":
+                from .metrics import CONTENT_TYPE
+
+                try:
+                    body = metrics_text().encode()
+                except EventoError as e:
+                    self._send(503, {"error": e.message})
+                    return
+                self._raw(200, body, CONTENT_TYPE)
+                return
+            if path not in ("/health", "/"):
                 self._send(404, {"error": "not found"})
                 return
             self._send(200, consumer.health())
 
         def _send(self, status, obj):
-            body = json.dumps(obj).encode()
+            self._raw(status, json.dumps(obj).encode(), "application/json")
+
+        def _raw(self, status, body: bytes, ctype: str):
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -524,6 +575,14 @@ def serve_health(consumer: Consumer, port: int, host: str = "127.0.0.1"):
         raise UsageError(f"--health-port {port}: cannot listen on {host}:{port}: "
                          f"{e.strerror}") from None
     httpd.daemon_threads = True
+
+    def close_store():
+        with lock:
+            for st in opened:
+                st.close()
+            opened.clear()
+
+    httpd.close_store = close_store
     consumer.track_lag = True
     threading.Thread(target=httpd.serve_forever, name="eventodb-health", daemon=True).start()
     return httpd
