@@ -190,3 +190,21 @@ def test_write_batch_existing_ok_skips_stored_ids(mdb_url):
         assert not isinstance(got[1], AlreadyWritten)
         with pytest.raises(DuplicateMessageId):
             s.write_batch([NewMessage("r-1", "A", "{}", None, _id(1))])
+
+
+def test_url_forms_options_and_masked_manifest(messagedb, cli, tmp_path):
+    """postgres:// too, libpq query parameters kept (our search_path is added to any
+    ``options``), the password masked in an export manifest and in --verbose output."""
+    db = messagedb.create_db()
+    url = messagedb.url(db).replace("postgresql://", "postgres://") + \
+        "?sslmode=disable&options=-c%20statement_timeout%3D5000"
+    r = cli("write", "account-1", "-t", "Opened", "-o", "json", "--url", url)
+    assert r.exit_code == 0, r
+    out = tmp_path / "e.ndjson"
+    r = cli("export", "-O", out, "--url", url)
+    assert r.exit_code == 0, r
+    manifest = (tmp_path / "e.ndjson.manifest.json").read_text()
+    assert PASSWORD not in manifest and "postgres:***@" in manifest
+    r = cli("category", "get", "account", "--verbose", "--url", url)
+    assert r.exit_code == 0 and "get_category_messages" in r.stderr, r
+    assert PASSWORD not in r.stderr + r.stdout

@@ -210,13 +210,31 @@ class PostgresStore(Store):
             return Unreachable(f"{what}: lost the connection to {self.url}: {self._reason(e)}")
         return StoreError(f"{what}: {self._reason(e)}")
 
+    def _say(self, sql: str, started: float, rows: int) -> None:
+        """``--verbose``: each statement (no parameters: they carry data) and its time."""
+        import sys
+        import time
+
+        try:
+            sys.stderr.write(self._redact(
+                f"eventodb: sql {(time.perf_counter() - started) * 1e3:.1f} ms, {rows} row(s): "
+                f"{_one_line(sql)}") + "\n")
+        except (OSError, ValueError):
+            pass
+
     def _query(self, sql: str, params: tuple, what: str) -> list[tuple]:
+        import time
+
+        started = time.perf_counter()
         try:
             with self._pg.cursor() as cur:
                 cur.execute(sql, params)
-                return cur.fetchall()
+                rows = cur.fetchall()
         except psycopg.Error as e:
             raise self._error(e, what) from None
+        if self.verbose:
+            self._say(sql, started, len(rows))
+        return rows
 
     def _messages(self, sql: str, params: tuple, what: str) -> list[Message]:
         return [_message(r) for r in self._query(sql, params, what)]
