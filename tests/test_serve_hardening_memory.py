@@ -117,7 +117,7 @@ def test_large_body_errors_are_the_same_as_small_ones(small_budget):
 
 
 def test_unlimited_reads_are_streamed_and_complete(small_budget):
-    from eventodb_cli.server.rpc import PAGE
+    from eventodb_cli.server.paging import PAGE
 
     srv = small_budget
     n = 2 * PAGE + 345

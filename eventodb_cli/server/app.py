@@ -17,7 +17,8 @@ from .admission import IMPORT_FACTOR, RETRY_AFTER, RPC_FACTOR, SMALL, MemoryBudg
 from .auth import TokenError, hash_token, parse_token
 from .hub import Hub, Subscriber
 from .registry import Registry
-from .rpc import (Paged, RpcError, check_request, decode_envelope, dispatch, handle_rpc,
+from .paging import Paged
+from .rpc import (RpcError, check_request, decode_envelope, dispatch, handle_rpc,
                   parse_write)
 from .writequeue import WriteQueue
 from .wire import error_body, go_escape, jstr

@@ -16,6 +16,7 @@ from ..domain.message import Message as _Message
 from ..domain.message import NewMessage, canonical_json, format_time
 from ..errors import DiskFull, DuplicateMessageId, StoreError, VersionConflict
 from .auth import TokenError, generate_token, hash_token, parse_token
+from .paging import read_list
 from .registry import NamespaceGone
 from .uuids import go_uuid_error, uuid7
 from .wire import dumps, error_body, go_escape, jstr
@@ -104,50 +105,6 @@ def _batch_size(opts: dict) -> int:
 
 def _json_list(items) -> str:
     return "[" + ",".join(items) + "]"
-
-
-PAGE = 1000  # rows per page of an unlimited read
-
-
-class Paged:
-    """The answer of an unlimited read (``batchSize`` -1 or 0) longer than one page: the JSON
-    array is read and encoded ``PAGE`` rows at a time, each page its own query from where the
-    last ended, so memory does not grow with the answer. ``first`` is the first chunk;
-    ``next_chunk`` (in a worker thread) the next, ``None`` after the closing bracket.
-    Messages written while the answer is sent may appear at its end (a later snapshot)."""
-
-    __slots__ = ("first", "_fetch", "_encode", "_next", "_done", "_pos")
-
-    def __init__(self, rows: list, fetch, encode, next_position):
-        self._fetch = fetch  # position -> up to PAGE rows from there
-        self._encode = encode
-        self._next = next_position  # row -> where the page after it starts
-        self._done = False
-        self.first = "[" + self._chunk(rows)
-
-    def _chunk(self, rows: list) -> str:
-        self._pos = self._next(rows[-1])
-        return go_escape(",".join(map(self._encode, rows)))
-
-    def next_chunk(self) -> str | None:
-        if self._done:
-            return None
-        rows = self._fetch(self._pos)
-        if len(rows) < PAGE:
-            self._done = True
-            return ("," + go_escape(",".join(map(self._encode, rows))) if rows else "") + "]\n"
-        return "," + self._chunk(rows)
-
-
-def _read_list(batch: int, read, encode, next_position, position: int):
-    """The answer of a list read: whole when ``batch`` is limited or it fits in a page, else
-    ``Paged`` (``read(position, limit)`` does one query)."""
-    if batch > 0:
-        return 200, go_escape(_json_list(map(encode, read(position, batch)))) + "\n"
-    rows = read(position, PAGE)
-    if len(rows) < PAGE:
-        return 200, go_escape(_json_list(map(encode, rows))) + "\n"
-    return 200, Paged(rows, lambda pos: read(pos, PAGE), encode, next_position)
 
 
 class RpcContext:
@@ -306,7 +263,7 @@ def stream_get(ctx: RpcContext, args: list) -> tuple[int, str]:
     if gpos is not None:  # pages follow positions; a globalPosition read is answered whole
         msgs = ctx.read("Failed to get messages", "stream_get", stream, position, gpos, batch)
         return 200, go_escape(_json_list(m.to_stream_wire() for m in msgs)) + "\n"
-    return _read_list(
+    return read_list(
         batch, lambda pos, n: ctx.read("Failed to get messages", "stream_get", stream, pos,
                                        None, n),
         _Message.to_stream_wire, lambda m: m.position + 1, position)
@@ -364,7 +321,7 @@ def category_get(ctx: RpcContext, args: list) -> tuple[int, str]:
                 raise _invalid("options.consumerGroup requires both member and size")
     if gpos is not None:
         position = gpos
-    return _read_list(
+    return read_list(
         batch, lambda pos, n: ctx.read("Failed to get category messages", "category_get", name,
                                        pos, n, correlation or None, member, size),
         _Message.to_category_wire, lambda m: m.global_position + 1, position)
