@@ -178,7 +178,12 @@ def _verify_table(r: dict) -> None:
               help="Checkpoint files of the old group (directory or file): plan the hand-over.")
 @click.option("--write-checkpoints", "write_dir", metavar="DIR",
               help="Write the new group's checkpoint files into DIR (dry run without --execute).")
-@click.option("--execute", is_flag=True, help="Really write --write-checkpoints files.")
+@click.option("--group", "-g", "group", metavar="NAME",
+              help="Plan the hand-over of consumer group NAME's positions in the store "
+                   "(consume --group NAME); with --execute write the new members' starting "
+                   "positions.")
+@click.option("--execute", is_flag=True,
+              help="Really write the --write-checkpoints files, or the --group positions.")
 @click.option("--owners", "owners_path", metavar="PATH",
               help="Also write every stream's owner before and after as NDJSON to PATH.")
 @click.option("--progress/--no-progress", default=None,
@@ -192,7 +197,7 @@ def _verify_table(r: dict) -> None:
     "--write-checkpoints ./ckpt --execute",
 )
 def simulate_scale(category, from_size, to_size, streams_from, synthetic, ids, seed, checkpoints,
-                   write_dir, execute, owners_path, progress, fmt):
+                   write_dir, group, execute, owners_path, progress, fmt):
     """Plan a change of consumer-group size from N to M members on CATEGORY, exactly.
 
     For every stream its member before and after (the modulo hash); streams and messages that
@@ -219,13 +224,24 @@ def simulate_scale(category, from_size, to_size, streams_from, synthetic, ids, s
         raise UsageError(f"--synthetic must be >= 0 (got {synthetic})")
     if write_dir is not None and checkpoints is None:
         raise UsageError("--write-checkpoints needs --checkpoints (the old group's files)")
-    if execute and write_dir is None:
-        raise UsageError("--execute goes with --write-checkpoints DIR")
+    if group is not None and checkpoints is not None:
+        raise UsageError("--group (positions in the store) and --checkpoints (files) are two "
+                         "hand-overs; give one")
+    if group is not None and (streams_from is not None or synthetic is not None):
+        raise UsageError("--group reads its positions and the category from the store: no "
+                         "--streams-from or --synthetic")
+    if group is not None and from_size == to_size:
+        raise UsageError(f"--from and --to are both {from_size}: nothing to hand over")
+    if execute and write_dir is None and group is None:
+        raise UsageError("--execute goes with --write-checkpoints DIR or --group NAME")
     fmt = out_format(fmt)
     from ..services import scale as svc
 
     handover = svc.load_handover(checkpoints, category, from_size, to_size) \
         if checkpoints else None
+    if group is not None:
+        with get_store() as store:
+            handover = svc.load_group_handover(store, category, group, from_size, to_size)
     owners = None
     if owners_path:
         try:
@@ -263,8 +279,15 @@ def simulate_scale(category, from_size, to_size, streams_from, synthetic, ids, s
     finally:
         if owners is not None:
             owners.close()
+    if group is not None:
+        actions = svc.position_actions(category, group, to_size, report["handover"])
+        if execute:
+            with get_store() as store:
+                svc.write_positions(store, category, group, to_size, actions)
+        report["writePositions"] = {"group": group, "execute": bool(execute),
+                                    "positions": actions}
     if handover is not None and handover.missing:
-        click.echo(f"eventodb: note: no checkpoint for old member(s) "
+        click.echo(f"eventodb: note: no {'position' if group else 'checkpoint'} for old member(s) "
                    f"{', '.join(map(str, handover.missing))}: counted as position 1 (nothing "
                    "processed), so the members they hand streams to start from the beginning",
                    err=True)
@@ -435,6 +458,18 @@ def _scale_text(r: dict) -> None:
         if len(r["handover"]) > TABLE_ROWS:
             c.print(f"... and {len(r['handover']) - TABLE_ROWS:,} more new members (--format "
                     "json lists all)")
+    wp = r.get("writePositions")
+    if wp:
+        c.print()
+        for a in wp["positions"][:TABLE_ROWS]:
+            c.print(f"{'written' if a['action'] == 'written' else 'write':<8} {a['stream']}  "
+                    f"Recorded position {a['position']} (next read {a['next']}), size "
+                    f"{a['size']}", markup=False)
+        if len(wp["positions"]) > TABLE_ROWS:
+            c.print(f"... and {len(wp['positions']) - TABLE_ROWS:,} more")
+        if not wp["execute"]:
+            c.print("dry run: nothing written (add --execute to write these positions; stop "
+                    "the old members first)")
     wc = r.get("writeCheckpoints")
     if wc:
         c.print()

@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator, TextIO
 from ..domain import scale as dscale
 from ..domain.hashing import stream_hash
 from ..domain.streams import category as category_of
-from ..errors import CheckFailed, UsageError
+from ..errors import CheckFailed, NotFound, UsageError
 
 READ_BATCH = 10_000
 _MISSING = object()
@@ -190,3 +190,51 @@ def write_checkpoints(category: str, m: int, actions: list[dict]) -> None:
             save(a["path"], Checkpoint(a["position"], category=category, member=a["member"],
                                        size=m))
             a["action"] = "created"
+
+
+# --- hand-over of positions kept in the store (consume --group) -------------------------------
+def load_group_handover(store, category: str, group: str, n: int, m: int) -> dscale.Handover:
+    """The old group's positions (size ``n``, in the store: services/positions.py) -> a
+    ``Handover`` for the new size ``m``, in the checkpoint file's meaning (next to read)."""
+    from . import positions as P
+
+    P.check_group(group)
+    found: dict[int, int] = {}
+    for o in range(n):
+        pos = P.read_position(store, category, P.group_identifier(group, o))
+        if pos is None:
+            continue
+        if pos.size is not None and pos.size != n:
+            raise UsageError(f"{pos.stream} was recorded for a group of size {pos.size}, not "
+                             f"--from {n}" + (" (this hand-over was already written)"
+                                               if pos.size == m else ""))
+        found[o] = pos.next
+    if not found:
+        raise NotFound(f"no positions of group {group} on {category} for members 0..{n - 1} "
+                       f"(consume --group {group} writes them)")
+    return dscale.Handover(n, m, found)
+
+
+def position_actions(category: str, group: str, m: int, handover_rows: list[dict]) -> list[dict]:
+    """What --group --execute writes: one Recorded position per new member, the last processed
+    global position (``recorded_from_next`` of the planned start)."""
+    from . import positions as P
+
+    out = []
+    for row in handover_rows:
+        ident = P.group_identifier(group, row["member"])
+        out.append({"member": row["member"], "identifier": ident,
+                    "stream": P.position_stream_name(category, ident),
+                    "position": P.recorded_from_next(row["position"]), "next": row["position"],
+                    "size": m, "action": "plan"})
+    return out
+
+
+def write_positions(store, category: str, group: str, m: int, actions: list[dict]) -> None:
+    """Write the new members' starting positions (Recorded messages with size ``m``)."""
+    from . import positions as P
+
+    for a in actions:
+        P.write_position(store, category, a["identifier"], a["position"], group=group,
+                         member=a["member"], size=m)
+        a["action"] = "written"
