@@ -103,6 +103,14 @@ def test_group_reset_describe_and_lag_same_report(cli, pair):
     assert [tuple(m.get(k) for k in keys) for m in local_r["members"]] == \
         [tuple(m.get(k) for k in keys) for m in mdb_r["members"]]
     assert sum(m["lagMessages"] for m in mdb_r["members"]) > 0
+    # group list: found through list_categories / list_streams (no category named)
+    rows = []
+    for target in (local, mdb):
+        r = cli("group", "list", "-o", "ndjson", *target)
+        assert r.exit_code == 0, r
+        rows.append([(x.get("category"), x.get("group"), x.get("size"), x.get("members"))
+                     for x in r.ndjson()])
+    assert rows[0] == rows[1] and rows[1][0][:3] == ("account", "billing", 3)
 
 
 def test_consume_checkpoints_and_lag_same_as_local(cli, pair, tmp_path):
