@@ -194,6 +194,7 @@ class Consumer:
                      "lagSeconds": None, "checkedAt": None}
         self._lag_checked = 0.0
         self._read_once = False
+        self.loaded = False  # the position has been loaded (run() started)
         self.track_lag = False
 
     # --- control --------------------------------------------------------------------------
@@ -243,6 +244,7 @@ class Consumer:
         """Consume until caught up (or, with ``follow``, until stopped). Returns the exit code."""
         o = self.opts
         self.position = self.read_position = self.load_position()
+        self.loaded = True
         # a position already kept in the store is not written again until it moves
         self._saved = self.position if getattr(self.keeper, "skip_unchanged", False) and \
             getattr(self.keeper, "found", None) is not None else None
@@ -473,10 +475,12 @@ class Consumer:
         from .positions import recorded_from_next
 
         o = self.opts
-        position = recorded_from_next(self.position)
         row = {"category": o.category, "group": getattr(self.keeper, "group", None),
-               "member": o.member, "size": o.size, "position": position,
+               "member": o.member, "size": o.size,
                "messagesHandled": self.handled, "handlerFailures": self.handler_failures}
+        if not self.loaded:  # the position is not known yet: no made-up figures
+            return row
+        position = row["position"] = recorded_from_next(self.position)
         if store is not None:
             from .group_view import share_lag
 
