@@ -243,3 +243,24 @@ def test_read_only_open_does_not_hide_other_errors(tmp_path):
     os.chmod(bad, 0o444)
     with pytest.raises(StoreError):
         LocalStore(str(bad))
+
+
+def test_store_check_flags_nan_stored_by_an_older_eventodb(store_path, cli):
+    """Issue 8 item 2: values that are not strict JSON can no longer enter, but a store written
+    before may hold them; store check names those rows (a 'NaN' inside a string is fine)."""
+    from eventodb_cli.domain.integrity import row_checksum
+
+    with LocalStore(store_path, create=True) as s:
+        s.write_batch([NewMessage("n-1", "T", '{"s":"NaN and Infinity"}'),
+                       NewMessage("n-1", "T", "{}")])
+        data = '{"x":NaN}'
+        row = s.conn.execute("SELECT id, stream_name, type, position, global_position, metadata, "
+                             "time FROM messages WHERE global_position = 2").fetchone()
+        mid, stream, mtype, pos, gpos, meta, t = row
+        s.conn.execute("UPDATE messages SET data = ?, checksum = ? WHERE global_position = 2",
+                       (data, row_checksum(mid, stream, mtype, pos, gpos, data, meta, t)))
+    r = cli("store", "check", "--store", store_path, "--format", "json")
+    assert r.exit_code == 1, r
+    damaged = r.json()["damaged"]
+    assert [d["globalPosition"] for d in damaged] == [2]
+    assert "not strict JSON" in damaged[0]["reason"]

@@ -6,7 +6,8 @@ Two layers of evidence:
 2. every row's xxh3-64 checksum (``domain.integrity.row_checksum``, recorded at write time)
    recomputed from the row and compared with the stored one, plus the derived columns that
    consumer-group reads depend on (``category`` and ``cardinal_hash`` must match the stream name,
-   or a member would silently read the wrong share).
+   or a member would silently read the wrong share), and data/metadata that is not strict JSON
+   (``NaN``/``Infinity``, which older versions let in: no other parser reads them back).
 """
 
 from __future__ import annotations
@@ -41,6 +42,16 @@ class CheckReport:
         }
 
 
+def _strict(text: str) -> bool:
+    from ..domain.strictjson import loads
+
+    try:
+        loads(text)
+    except ValueError:
+        return False
+    return True
+
+
 def check_rows(rows, on_progress: Callable[[int, int], None] | None = None,
                progress_every: int = 50_000) -> tuple[int, list[dict]]:
     """Check rows shaped like ``local_admin.CHECK_COLS``. Returns (rows seen, damaged rows)."""
@@ -66,6 +77,11 @@ def check_rows(rows, on_progress: Callable[[int, int], None] | None = None,
                 reasons.append("category does not match the stream name")
             if chash != d[1]:
                 reasons.append("cardinal_hash does not match the stream name")
+        for what, text in (("data", data), ("metadata", meta)):
+            if isinstance(text, str) and ("NaN" in text or "Infinity" in text) \
+                    and not _strict(text):
+                reasons.append(f"{what} is not strict JSON (NaN or Infinity, written by an "
+                               "older eventodb)")
         if reasons:
             damaged.append({"globalPosition": gpos, "id": mid, "streamName": stream,
                             "reason": "; ".join(reasons)})
