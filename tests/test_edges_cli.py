@@ -384,3 +384,9 @@ def test_table_widths_grow_after_the_first_page(store_path, cli):
     r = cli("category", "get", "w", "-o", "table", "--store", store_path)
     out = r.stdout.splitlines()
     assert len(out) == 152 and "w-" + "9" * 40 in out[-1] and "LongerType" in out[-1]
+
+
+def test_group_without_a_subcommand_shows_its_help(exe):
+    r = exe("stream")
+    assert r.exit_code == 2 and "Commands:" in r.stderr and "get" in r.stderr, r
+    assert "eventodb: error" not in r.stderr

@@ -203,7 +203,10 @@ def run_guarded(group: click.Group, args, prog_name, standalone_mode: bool, **ex
         click.echo("eventodb: aborted", err=True)
         code = 130
     except click.UsageError as e:
-        click.echo(f"eventodb: error: {usage_message(e)}", err=True)
+        if type(e).__name__ == "NoArgsIsHelpError":  # ``eventodb stream``: the group's help
+            e.show()
+        else:
+            click.echo(f"eventodb: error: {usage_message(e)}", err=True)
         code = EXIT_USAGE
     except click.ClickException as e:
         click.echo(f"eventodb: error: {e.format_message()}", err=True)
