@@ -290,3 +290,21 @@ def test_server_conflict_mid_batch_counts_what_landed_and_resume_finishes(cli, t
     for k in range(40):  # file order per stream
         got = [json.loads(m.data)["i"] for m in read("res") if m.stream_name == f"res-{k}"]
         assert got == sorted(got)
+
+
+def test_lines_with_their_own_ids_resume_without_a_record(cli, target, tmp_path, monkeypatch):
+    """Lines that carry their own id resume even when no run of this file was recorded (today
+    they stopped at line 1 with 'message id already exists'): what is there is skipped."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    flags, read = target
+    f = tmp_path / "ids.ndjson"
+    _file(f, 40, ids=True)
+    head = tmp_path / "head.ndjson"
+    head.write_text("".join(f.read_text().splitlines(keepends=True)[:25]))
+    assert cli("write", "--file", head, *flags).exit_code == 0
+    r = cli("write", "--file", f, *flags)  # without --resume: the duplicate id is an error
+    assert r.exit_code == 1 and "already exists" in r.stderr
+    r = cli("write", "--file", f, "--resume", "--batch-size", 10, *flags, "--format", "json")
+    assert r.exit_code == 0, r
+    assert r.json()["written"] == 15 and r.json()["alreadyWritten"] == 25
+    _is(read, 40)

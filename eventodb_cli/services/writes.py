@@ -32,7 +32,8 @@ from typing import Callable, Iterable
 
 from ..domain import strictjson
 from ..domain.message import AlreadyWritten, NewMessage, new_message_from_record
-from ..errors import EXIT_USAGE, BatchFailed, EventoError, UsageError, VersionConflict
+from ..errors import (EXIT_USAGE, BatchFailed, DuplicateMessageId, EventoError, UsageError,
+                      VersionConflict)
 from ..store.base import Store
 
 
@@ -88,7 +89,20 @@ class _LocalTracker:
         self.store.save_write_progress(record)
 
     def write(self, batch, record: dict, existing_ok: bool):
-        return self.store.write_batch(batch, progress=record)
+        try:
+            return self.store.write_batch(batch, progress=record)
+        except DuplicateMessageId:
+            if not existing_ok:
+                raise
+        # a resumed run without a record of these lines (e.g. they carry their own ids and an
+        # older eventodb wrote them): lines whose id is in the store are already written
+        there = self.store.existing_ids([m.id for m in batch if m.id])
+        rest = [m for m in batch if not (m.id and m.id in there)]
+        done = iter(self.store.write_batch(rest, progress=record) if rest else ())
+        if not rest:
+            self.store.save_write_progress(record)
+        return [AlreadyWritten(-1, -1) if m.id and m.id in there else next(done)
+                for m in batch]
 
     def finish(self, record: dict) -> None:
         self.store.save_write_progress(record)
@@ -205,8 +219,8 @@ def write_ndjson(
         skip = prev["lines"]
         base = prev["written"]
         salt = prev["salt"] or salt
-        existing_ok = not prev["done"]
         summary.resumed_after_line = skip
+    existing_ok = resume and not (prev is not None and prev["done"])
     summary.resumed = resume
     summary.lines_done = skip
     derive = tracker is not None and not hasattr(store, "write_progress")

@@ -360,6 +360,16 @@ class LocalStore(Store):
             results.append(WriteResult(v, gpos))
         return results, rows, pending, gpos, dv
 
+    def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` are already in the store."""
+        found: set[str] = set()
+        ids = [i for i in ids if i]
+        for k in range(0, len(ids), 500):
+            chunk = ids[k:k + 500]
+            q = f"SELECT id FROM messages WHERE id IN ({','.join('?' * len(chunk))})"
+            found.update(r[0] for r in self.conn.execute(q, chunk))
+        return found
+
     def _first_duplicate(self, msgs: Sequence[NewMessage]) -> str | None:
         seen: set[str] = set()
         for m in msgs:
