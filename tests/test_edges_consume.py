@@ -150,3 +150,25 @@ def test_huge_or_bad_numbers_are_usage_errors(store, tmp_path, cli, args):
     assert r.exit_code == 2, r
     assert r.stdout == ""
     assert not os.path.exists(tmp_path / "cp.json")
+
+
+def test_follow_ends_quietly_when_its_idle_reader_goes(tmp_path):
+    """A following consumer whose output fits the pipe goes idle; when the reader exits it
+    notices (POLLERR on the pipe) and ends quietly, its position not past what was read."""
+    path = str(tmp_path / "small.db")
+    s = fill_store(path, 20, other_every=0)
+    expected = share(s, "account", 0, 1)
+    s.close()
+    cp = str(tmp_path / "cp.json")
+    cmd = (f"'{exe_path()}' consume account --member 0 --size 1 --checkpoint '{cp}' "
+           f"--store '{path}' --follow --poll-interval 0.1 2>'{cp}.err' | head -c 700; "
+           "echo \" consume=${PIPESTATUS[0]}\" >&2")
+    p = subprocess.run(["bash", "-c", cmd], capture_output=True, timeout=30)
+    assert p.stderr.decode().strip().endswith(("consume=0", "consume=141")), p.stderr
+    with open(cp + ".err") as fh:
+        err = fh.read()
+    assert "error" not in err and "Traceback" not in err, err
+    whole = _complete_lines(p.stdout)
+    assert len(whole) < len(expected)
+    saved = read_checkpoint(cp)["position"] if os.path.exists(cp) else 1
+    assert saved <= (whole[-1]["globalPosition"] + 1 if whole else 1)
