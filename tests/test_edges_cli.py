@@ -390,3 +390,14 @@ def test_group_without_a_subcommand_shows_its_help(exe):
     r = exe("stream")
     assert r.exit_code == 2 and "Commands:" in r.stderr and "get" in r.stderr, r
     assert "eventodb: error" not in r.stderr
+
+
+def test_error_lines_escape_what_the_user_typed(cli, store_path):
+    """An error that quotes user input (a file name, a stream) stays one line and never sends
+    raw control characters to the terminal."""
+    for args in (["import", "bad\r\nname\x1b[2J", "--store", store_path],
+                 ["write", "--file", "no\nsuch\x07", "--store", store_path],
+                 ["stream", "get", "a-1", "--position", "1\x1b[31m"]):
+        line = _one_line_error(cli(*args))
+        assert not any(ch in line for ch in "\x1b\r\n\x07"), line
+        assert "\\x1b" in line or "\\x07" in line or "\\r" in line, line

@@ -12,6 +12,7 @@ are made relative, so every file a command writes lands in the test's directory.
 
 from __future__ import annotations
 
+import os
 import signal
 import uuid
 
@@ -32,6 +33,8 @@ SKIP_OPTIONS = {"--watch", "--follow", "--exec", "--health-port", "--help", "--s
 # it is a usage error at once
 LOCAL_ONLY = {("subscribe",)}
 PER_RUN_SECONDS = 15
+# a deeper run: EVENTODB_PROPERTY_SCALE=10 runs ten times the examples
+SCALE = float(os.environ.get("EVENTODB_PROPERTY_SCALE", "1"))
 STATS: dict = {}  # command -> {exit code: runs}, printed with -s
 
 
@@ -146,9 +149,15 @@ def _check(inv, target, slow: list):
     assert r.exit_code in ALLOWED_EXIT, (argv, r.exit_code, out[-500:])
     assert "internal error" not in out, (argv, out[-500:])
     assert "Traceback" not in out, (argv, out[-500:])
-    if r.exit_code == 2:  # a usage error is one line
-        lines = r.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("eventodb: error: "), (argv, r.stderr)
+    if r.exit_code == 2:  # a usage error is one line (after any -v request log)
+        lines = r.stderr.strip("\n").split("\n")
+        errors = [line for line in lines if line.startswith("eventodb: error: ")]
+        assert len(errors) == 1 and lines[-1] == errors[0], (argv, r.stderr)
+        if not {"-v", "--verbose"} & set(argv):
+            assert len(lines) == 1, (argv, r.stderr)
+    for line in r.stderr.split("\n"):  # what the user typed never drives the terminal
+        if line.startswith("eventodb: error: "):
+            assert not any(ch in line for ch in "\x1b\r\x07\x9b\x00"), (argv, line)
 
 
 def _target_cmds(target_kind):
@@ -176,7 +185,7 @@ def test_every_command_on_a_local_store(tmp_path, workdir):
     _fill_local(store)
     slow: list = []
 
-    @settings(max_examples=400, deadline=None, database=None,
+    @settings(max_examples=int(400 * SCALE), deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(invocations(_target_cmds("local")))
     def run(inv):
@@ -203,7 +212,7 @@ def tenant(server):
 def test_every_command_against_a_server(server, tenant, workdir):
     slow: list = []
 
-    @settings(max_examples=250, deadline=None, database=None,
+    @settings(max_examples=int(250 * SCALE), deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(invocations(_target_cmds("server")))
     def run(inv):

@@ -206,15 +206,15 @@ def run_guarded(group: click.Group, args, prog_name, standalone_mode: bool, **ex
         if type(e).__name__ == "NoArgsIsHelpError":  # ``eventodb stream``: the group's help
             e.show()
         else:
-            click.echo(f"eventodb: error: {usage_message(e)}", err=True)
+            _error(usage_message(e))
         code = EXIT_USAGE
     except click.ClickException as e:
-        click.echo(f"eventodb: error: {e.format_message()}", err=True)
+        _error(e.format_message())
         code = e.exit_code
     except click.exceptions.Exit as e:
         code = e.exit_code
     except EventoError as e:
-        click.echo(f"eventodb: error: {e.message}", err=True)
+        _error(e.message)
         code = e.exit_code
     except (BrokenPipeError, StdoutClosed):
         _silence_stdout()
@@ -227,18 +227,28 @@ def run_guarded(group: click.Group, args, prog_name, standalone_mode: bool, **ex
             _silence_stdout()
             code = 0
         else:
-            click.echo(f"eventodb: error: {os_error_text(e)}", err=True)
+            _error(os_error_text(e))
             code = EXIT_USAGE if e.filename is not None else EXIT_FAILED
     except Exception as e:  # a bug: one line, the trace only when asked for
         if os.environ.get("EVENTODB_DEBUG"):
             raise
-        click.echo(f"eventodb: internal error: {type(e).__name__}: {e} "
-                   "(set EVENTODB_DEBUG=1 for a traceback)", err=True)
+        from ..render import safe_text
+
+        click.echo(safe_text(f"eventodb: internal error: {type(e).__name__}: {e} ")
+                   + "(set EVENTODB_DEBUG=1 for a traceback)", err=True)
         code = EXIT_FAILED
     code = _flush_stdout(code)
     if standalone_mode:
         sys.exit(code)
     return code
+
+
+def _error(message: str) -> None:
+    """The one error line: what the user typed or a server said is shown with its control
+    characters escaped, so the error stays one line and cannot drive the terminal."""
+    from ..render import safe_text
+
+    click.echo(f"eventodb: error: {safe_text(str(message))}", err=True)
 
 
 def usage_message(e: click.UsageError) -> str:
@@ -382,7 +392,7 @@ def _flush_stdout(code: int) -> int:
     except OSError as e:
         _silence_stdout()
         if e.errno != errno.EPIPE:
-            click.echo(f"eventodb: error: cannot write the output: {e.strerror}", err=True)
+            _error(f"cannot write the output: {e.strerror}")
             if code == 0:
                 code = 1
     except ValueError:  # stdout was closed by the command
