@@ -208,3 +208,19 @@ def test_url_forms_options_and_masked_manifest(messagedb, cli, tmp_path):
     r = cli("category", "get", "account", "--verbose", "--url", url)
     assert r.exit_code == 0 and "get_category_messages" in r.stderr, r
     assert PASSWORD not in r.stderr + r.stdout
+
+
+def test_local_store_commands_do_not_import_psycopg(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from eventodb_cli.cli.main import cli\n"
+            "try:\n"
+            "    cli.main(['stream', 'version', 'a-1', '--store', sys.argv[1]])\n"
+            "except SystemExit:\n"
+            "    pass\n"
+            "print('psycopg' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "none.db")],
+                       capture_output=True, text=True, timeout=60)
+    assert p.stdout.strip().splitlines()[-1] == "False", p
