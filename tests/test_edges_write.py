@@ -259,8 +259,8 @@ def test_resume_of_stdin_or_a_pipe_is_a_usage_error(cli, store_path):
 def test_server_conflict_mid_batch_counts_what_landed_and_resume_finishes(cli, target, tmp_path,
                                                                          monkeypatch):
     """A version conflict at line 1,201 (the issue saw it at 2,501) with the default
-    concurrency: the error counts every line that landed (none 'before it' lie), names the lines that did not, and a fixed file
-    with --resume writes the rest exactly once. Locally the failing batch is rolled back."""
+    concurrency: the error counts every line that landed (no 'before it'), names the lines
+    that did not, and a fixed file with --resume writes the rest exactly once. Locally the failing batch is rolled back."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     flags, read = target
     f = tmp_path / "in.ndjson"
