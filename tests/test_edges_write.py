@@ -260,7 +260,8 @@ def test_server_conflict_mid_batch_counts_what_landed_and_resume_finishes(cli, t
                                                                          monkeypatch):
     """A version conflict at line 1,201 (the issue saw it at 2,501) with the default
     concurrency: the error counts every line that landed (no 'before it'), names the lines
-    that did not, and a fixed file with --resume writes the rest exactly once. Locally the failing batch is rolled back."""
+    that did not, and a fixed file with --resume writes the rest exactly once. Locally the
+    failing batch is rolled back."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     flags, read = target
     f = tmp_path / "in.ndjson"
