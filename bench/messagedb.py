@@ -85,6 +85,13 @@ def member_reads(url: str, n: int) -> None:
     env = dict(os.environ, PGOPTIONS="-c search_path=message_store,public")
     print(f"1. member read --member 1 --size 4 --batch-size {BATCH}, medians of 7 "
           "(fresh process each)")
+    # the fixed cost of one call: process start, imports (psycopg for eventodb), connection
+    base_cli, _ = median_run([exe(), "stream", "version", f"{CATEGORY}-none", "--url", url])
+    base_psql, _ = median_run([psql, "-X", "-A", "-t", "-d", url, "-c",
+                               f"SELECT message_store.stream_version('{CATEGORY}-none')"],
+                              env=env)
+    print(f"   fixed cost (stream version of an empty stream): eventodb {base_cli * 1e3:.1f} ms,"
+          f" psql {base_psql * 1e3:.1f} ms")
     for label, pos in (("start", 1), ("middle", n // 2), ("head", max(1, n - 4 * BATCH + 1))):
         cli_t, out = median_run([exe(), "category", "get", CATEGORY, "--member", "1", "--size",
                                  "4", "--position", str(pos), "--batch-size", str(BATCH),
