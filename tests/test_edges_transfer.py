@@ -50,3 +50,18 @@ def test_strict_scan_passes_clean_files_fast_and_reads_gzip(tmp_path):
         check_strict_lines(str(f))
     assert "line 30000" in str(e.value) and "out of range" in str(e.value)
     json.loads(lines[0])
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="no /dev/full")
+def test_import_into_dev_full_says_it_imported(cli, tmp_path):
+    import subprocess
+
+    from conftest import exe_path
+
+    f = tmp_path / "e.ndjson"
+    f.write_text("".join(_records(20)))
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([exe_path(), "import", str(f), "--store", str(tmp_path / "s.db")],
+                           stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert p.returncode == 0 and "20 messages were imported" in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1

@@ -164,13 +164,17 @@ def import_(file, force, yes, verify, manifest, batch_size, progress, fmt):
         summary = _import_with_progress(transfer, open_target, file, kwargs)
     else:
         summary = transfer.import_file(open_target, file, **kwargs)
-    if fmt == "table":
-        v = " (verified against its manifest)" if summary["verified"] else ""
-        click.echo(f"imported {summary['imported']} messages{v} in {summary['seconds']:.2f}s")
-    else:
-        from ..render import emit_object
+    from .write import output_after_write
 
-        emit_object(summary, fmt)
+    with output_after_write(f"{summary['imported']} messages were imported"):
+        if fmt == "table":
+            v = " (verified against its manifest)" if summary["verified"] else ""
+            click.echo(f"imported {summary['imported']} messages{v} in "
+                       f"{summary['seconds']:.2f}s")
+        else:
+            from ..render import emit_object
+
+            emit_object(summary, fmt)
 
 
 def _isatty(fh) -> bool:

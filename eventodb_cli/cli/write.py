@@ -83,7 +83,7 @@ def write(stream, mtype, data, metadata, mid, expected_version, file, resume, ba
 
     what = (f"the message was written ({stream} position {result.position}, global position "
             f"{result.global_position})")
-    with _output_after_write(what):
+    with output_after_write(what):
         if fmt == "table":
             click.echo(f"{stream}: position {result.position}, global position "
                        f"{result.global_position}")
@@ -92,7 +92,7 @@ def write(stream, mtype, data, metadata, mid, expected_version, file, resume, ba
                          "globalPosition": result.global_position}, fmt)
 
 
-class _output_after_write:
+class output_after_write:
     """Printing the result of a write that has happened: if stdout fails (a full disk,
     ``>/dev/full``, an I/O error), say on stderr in one line that the write happened and exit 0,
     so a script that retries on failure does not write it twice. A closed pipe stays quiet."""
@@ -228,7 +228,7 @@ def _write_file(path, resume, batch_size, concurrency, progress, fmt):
                 e.exit_code = 143
             raise
     what = f"{summary.written} messages were written"
-    with _output_after_write(what):
+    with output_after_write(what):
         if fmt == "table":
             extra = (f" ({summary.already_written} already written, after line "
                      f"{summary.resumed_after_line})" if summary.resumed else "")
