@@ -401,3 +401,9 @@ def test_error_lines_escape_what_the_user_typed(cli, store_path):
         line = _one_line_error(cli(*args))
         assert not any(ch in line for ch in "\x1b\r\n\x07"), line
         assert "\\x1b" in line or "\\x07" in line or "\\r" in line, line
+
+
+def test_nul_in_a_path_is_a_usage_error(cli, store_path):
+    """A NUL cannot come from a real command line, but can from a config or a test runner."""
+    line = _one_line_error(cli("export", "--output", "x\x00y", "--store", store_path))
+    assert "NUL" in line

@@ -229,18 +229,30 @@ def run_guarded(group: click.Group, args, prog_name, standalone_mode: bool, **ex
         else:
             _error(os_error_text(e))
             code = EXIT_USAGE if e.filename is not None else EXIT_FAILED
+    except ValueError as e:
+        if "embedded null" not in str(e):  # a NUL in a path (from a config, a file, CliRunner)
+            code = _internal_error(e)
+        else:
+            _error("a path or name contains a NUL character")
+            code = EXIT_USAGE
     except Exception as e:  # a bug: one line, the trace only when asked for
-        if os.environ.get("EVENTODB_DEBUG"):
-            raise
-        from ..render import safe_text
-
-        click.echo(safe_text(f"eventodb: internal error: {type(e).__name__}: {e} ")
-                   + "(set EVENTODB_DEBUG=1 for a traceback)", err=True)
-        code = EXIT_FAILED
+        code = _internal_error(e)
     code = _flush_stdout(code)
     if standalone_mode:
         sys.exit(code)
     return code
+
+
+def _internal_error(e: Exception) -> int:
+    """A bug: one line, the trace only when asked for (EVENTODB_DEBUG=1)."""
+    from ..errors import EXIT_FAILED
+    from ..render import safe_text
+
+    if os.environ.get("EVENTODB_DEBUG"):
+        raise e
+    click.echo(safe_text(f"eventodb: internal error: {type(e).__name__}: {e} ")
+               + "(set EVENTODB_DEBUG=1 for a traceback)", err=True)
+    return EXIT_FAILED
 
 
 def _error(message: str) -> None:
