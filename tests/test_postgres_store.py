@@ -224,3 +224,11 @@ def test_local_store_commands_do_not_import_psycopg(tmp_path):
     p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "none.db")],
                        capture_output=True, text=True, timeout=60)
     assert p.stdout.strip().splitlines()[-1] == "False", p
+
+
+def test_nul_character_is_a_one_line_usage_error(mdb_url, cli):
+    r = cli("write", "nul-1", "-t", "T", "-d", '{"a":"\\u0000"}', "--url", mdb_url)
+    assert r.exit_code == 2 and "jsonb" in r.stderr, r
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert cli("stream", "version", "nul-1", "-o", "json", "--url", mdb_url).stdout.strip() == \
+        "null"

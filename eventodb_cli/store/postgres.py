@@ -203,8 +203,11 @@ class PostgresStore(Store):
                               f"{self._reason(e)}")
         if isinstance(e, pgerr.DiskFull):
             return DiskFull(f"{what}: disk full on {self.url}")
+        if isinstance(e, pgerr.UntranslatableCharacter):
+            return UsageError(f"{what}: {self._reason(e)} (Message DB keeps data and metadata "
+                              "as jsonb, which cannot hold \\u0000)")
         if isinstance(e, (pgerr.InvalidTextRepresentation, pgerr.NumericValueOutOfRange,
-                          pgerr.UntranslatableCharacter, pgerr.CharacterNotInRepertoire)):
+                          pgerr.CharacterNotInRepertoire)):
             return UsageError(f"{what}: {self._reason(e)}")
         if isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError)):
             return Unreachable(f"{what}: lost the connection to {self.url}: {self._reason(e)}")
