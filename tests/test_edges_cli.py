@@ -407,3 +407,13 @@ def test_nul_in_a_path_is_a_usage_error(cli, store_path):
     """A NUL cannot come from a real command line, but can from a config or a test runner."""
     line = _one_line_error(cli("export", "--output", "x\x00y", "--store", store_path))
     assert "NUL" in line
+
+
+def test_arguments_that_are_not_utf8(filled):
+    """``$'\\xff'`` reaches Python as a lone surrogate: a usage error, not UnicodeEncodeError."""
+    for args in ("stream version $'a-\\xff'", "write $'a-\\xff' -t T",
+                 "category get $'\\xff'", "assign $'a-\\xff' --size 2 -o table"):
+        p = _sh(f'"$EVENTODB" {args} --store "$S"; echo "rc=$?"' if "assign" not in args
+                else f'"$EVENTODB" {args}; echo "rc=$?"', env={"S": filled})
+        assert p.stdout.endswith("rc=2\n"), (args, p)
+        assert p.stderr.startswith("eventodb: error: not valid UTF-8: bytes b'\\xff'"), p.stderr

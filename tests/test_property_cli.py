@@ -41,6 +41,7 @@ COLLECT = os.environ.get("EVENTODB_PROPERTY_COLLECT") == "1"
 # (SCALE or COLLECT set) explores new examples each run
 DERANDOMIZE = SCALE == 1 and not COLLECT
 FAILURES: list[str] = []
+SEEN: set = set()
 STATS: dict = {}  # command -> {exit code: runs}, printed with -s
 
 
@@ -156,7 +157,11 @@ def _check(inv, target, slow: list):
         try:
             _assert_ok(argv, r, out)
         except AssertionError as e:
-            FAILURES.append(str(e)[:600])
+            text = str(e)
+            key = (" ".join(path), text[text.find("eventodb:"):][:90])
+            if key not in SEEN:
+                SEEN.add(key)
+                FAILURES.append(f"{argv!r}\n    {text[text.find('eventodb:'):][:300]!r}")
         return
     _assert_ok(argv, r, out)
 

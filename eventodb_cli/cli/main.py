@@ -229,6 +229,9 @@ def run_guarded(group: click.Group, args, prog_name, standalone_mode: bool, **ex
         else:
             _error(os_error_text(e))
             code = EXIT_USAGE if e.filename is not None else EXIT_FAILED
+    except UnicodeError as e:  # a byte that is not UTF-8 in an argument (surrogateescape)
+        _error(_unicode_text(e))
+        code = EXIT_USAGE if _argv_has_surrogates(args) else EXIT_FAILED
     except ValueError as e:
         if "embedded null" not in str(e):  # a NUL in a path (from a config, a file, CliRunner)
             code = _internal_error(e)
@@ -241,6 +244,23 @@ def run_guarded(group: click.Group, args, prog_name, standalone_mode: bool, **ex
     if standalone_mode:
         sys.exit(code)
     return code
+
+
+def _unicode_text(e: UnicodeError) -> str:
+    if isinstance(e, UnicodeEncodeError):
+        bad = e.object[e.start:e.end]
+        try:
+            return f"not valid UTF-8: bytes {bad.encode('utf-8', 'surrogateescape')!r} (a name, " \
+                   "value or path must be UTF-8 text)"
+        except UnicodeError:
+            return f"not valid UTF-8: lone surrogate {bad!r}"
+    return f"not valid UTF-8: {e}"
+
+
+def _argv_has_surrogates(args) -> bool:
+    argv = sys.argv[1:] if args is None else args
+    return any(isinstance(a, str) and any("\ud800" <= ch <= "\udfff" for ch in a)
+               for a in argv)
 
 
 def _internal_error(e: Exception) -> int:
