@@ -193,6 +193,12 @@ def _write_file(path, resume, batch_size, concurrency, progress, fmt):
             raise UsageError("--file -: stdin is closed")
         total = None
         real = None
+        # read the first line before the store is opened (a write creates it): a closed or
+        # unreadable stdin fails here, leaving no empty store behind
+        import itertools
+
+        first = fh.readline()
+        fh = itertools.chain([first], fh) if first else iter(())
     else:
         try:
             fh = open(path, "rb")
