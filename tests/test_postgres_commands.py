@@ -196,3 +196,33 @@ def test_write_file_failed_batch_leaves_nothing_of_itself(messagedb, cli, tmp_pa
     assert b.exit_code == 3 and len(b.stderr.strip().splitlines()) == 1, b
     r = cli("category", "get", "b", "-o", "json", *mdb)
     assert [m["data"]["i"] for m in r.json()] == [0, 1, 2, 3]
+
+
+def test_readme_flow_through_the_executable(messagedb, exe, tmp_path):
+    """README "Message DB": the target in EVENTODB_URL (libpq parameters kept), the password in
+    PGPASSWORD; write, a member read, verify-groups, consume, lag and export, as written."""
+    from pg_fixture import PASSWORD
+
+    url = messagedb.url(messagedb.create_db(), password=None) + "?sslmode=disable"
+    env = {"EVENTODB_URL": url, "PGPASSWORD": PASSWORD}
+    run = lambda *a: exe(*a, env=env)  # noqa: E731
+    assert run("write", "account-123", "--type", "Deposited", "--data",
+               '{"amount":100}').exit_code == 0
+    assert run("write", "account-456", "--type", "Deposited", "--data",
+               '{"amount":7}').exit_code == 0
+    r = run("category", "get", "account", "--member", "1", "--size", "2", "--format", "json")
+    assert r.exit_code == 0 and [m["streamName"] for m in r.json()] == [
+        "account-123", "account-456"], r
+    r = run("verify-groups", "account", "--size", "2", "--format", "json")
+    assert r.exit_code == 0 and r.json()["ok"], r
+    (tmp_path / "cp").mkdir()
+    r = run("consume", "account", "--member", "1", "--size", "2", "--checkpoint",
+            tmp_path / "cp" / "m1.json", "--max-messages", "2")
+    assert r.exit_code == 0 and r.stdout.count("\n") == 2, r
+    r = run("lag", "account", "--size", "2", "--checkpoints", tmp_path / "cp", "--format",
+            "json")
+    assert [m["lagMessages"] for m in r.json()["members"]] == [0, 0], r
+    r = run("export", "--category", "account", "--output", tmp_path / "account.ndjson")
+    assert r.exit_code == 0, r
+    assert len((tmp_path / "account.ndjson").read_text().splitlines()) == 2
+    assert PASSWORD not in (tmp_path / "account.ndjson.manifest.json").read_text()
