@@ -264,3 +264,18 @@ def test_store_check_flags_nan_stored_by_an_older_eventodb(store_path, cli):
     damaged = r.json()["damaged"]
     assert [d["globalPosition"] for d in damaged] == [2]
     assert "not strict JSON" in damaged[0]["reason"]
+
+
+def test_disk_full_while_creating_a_store_leaves_nothing(tmp_path, cli):
+    d = tmp_path / "t64"
+    d.mkdir()
+    why = _mount("-t", "tmpfs", "-o", "size=64k", "tmpfs", str(d))
+    if why:
+        pytest.skip(f"cannot mount a tmpfs here: {why}")
+    try:
+        (d / "pad").write_bytes(b"\0" * 60_000)
+        r = cli("write", "a-1", "--type", "T", "--store", d / "s.db")
+        assert r.exit_code == 1 and "disk full: cannot create the store" in r.stderr, r
+        assert sorted(os.listdir(d)) == ["pad"]
+    finally:
+        _umount(d)

@@ -123,6 +123,12 @@ class LocalStore(Store):
                                         check_same_thread=False)
             self._prepare(create)
         except sqlite3.OperationalError as e:
+            if self._write_error(e, None).__class__ is DiskFull:
+                if not exists:  # the store this write was creating: leave nothing behind
+                    self._remove_empty()
+                    raise DiskFull(f"disk full: cannot create the store {self.path}; nothing "
+                                   "written", written=0) from None
+                raise self._write_error(e, 0) from None
             if not self._may_open_read_only(e):
                 raise StoreError(f"not a usable SQLite store: {self.path}: {e}") from None
             if create:  # a write
@@ -131,6 +137,16 @@ class LocalStore(Store):
             self._open_read_only(e)
         except sqlite3.DatabaseError as e:
             raise StoreError(f"not a usable SQLite store: {self.path}: {e}") from None
+
+    def _remove_empty(self) -> None:
+        try:
+            self.conn.close()
+            for suffix in ("-wal", "-shm", "-journal", ""):
+                p = self.path + suffix
+                if os.path.exists(p) and (suffix or os.path.getsize(p) == 0):
+                    os.unlink(p)
+        except (OSError, sqlite3.Error):
+            pass
 
     def _may_open_read_only(self, e: sqlite3.OperationalError) -> bool:
         """A store on a read-only mount, or in a directory or file we may not write: SQLite
@@ -190,7 +206,7 @@ class LocalStore(Store):
                     create_schema(c)
                 c.execute("COMMIT")
             except BaseException:
-                c.execute("ROLLBACK")
+                self._rollback()
                 raise
         elif version > SCHEMA_VERSION:
             raise StoreError(
