@@ -204,7 +204,12 @@ def _init_template(bindir: Path, cached: Path, user: str | None) -> None:
         c.stop("fast")  # a checkpoint: synchronous_commit=off may not have flushed the WAL
         tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
         shutil.copytree(c.data, tmp, symlinks=True)
-        os.replace(tmp, cached)
+        try:
+            os.replace(tmp, cached)
+        except OSError:  # another session cached it first: keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not (cached / "PG_VERSION").exists():
+                raise
     finally:
         c.stop()
         shutil.rmtree(work, ignore_errors=True)
