@@ -228,7 +228,8 @@ def run_guarded(group: click.Group, args, prog_name, standalone_mode: bool, **ex
             code = 0
         else:
             _error(os_error_text(e))
-            code = EXIT_USAGE if e.filename is not None else EXIT_FAILED
+            code = EXIT_USAGE if e.filename is not None and e.errno in _PATH_ERRNOS \
+                else EXIT_FAILED
     except UnicodeError as e:  # a byte that is not UTF-8 in an argument (surrogateescape)
         _error(_unicode_text(e))
         code = EXIT_USAGE if _argv_has_surrogates(args) else EXIT_FAILED
@@ -244,6 +245,11 @@ def run_guarded(group: click.Group, args, prog_name, standalone_mode: bool, **ex
     if standalone_mode:
         sys.exit(code)
     return code
+
+
+# a path the user gave that cannot be used (exit 2); a full disk, an I/O error... are exit 1
+_PATH_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM,
+                errno.ENAMETOOLONG, errno.EEXIST, errno.ELOOP, errno.EINVAL, errno.EROFS}
 
 
 def _unicode_text(e: UnicodeError) -> str:
