@@ -232,3 +232,13 @@ def test_nul_character_is_a_one_line_usage_error(mdb_url, cli):
     assert len(r.stderr.strip().splitlines()) == 1
     assert cli("stream", "version", "nul-1", "-o", "json", "--url", mdb_url).stdout.strip() == \
         "null"
+
+
+@pytest.mark.parametrize("url", ["postgresql://u:sekret9@127.0.0.1:notaport/db",
+                                 "postgresql://u:sekret9@[::1/db",
+                                 "postgresql://u:sekret9@127.0.0.1:5/db?sslmode=bogus"])
+def test_malformed_urls_are_usage_errors(cli, url):
+    r = cli("stream", "version", "a-1", "--url", url)
+    assert r.exit_code == 2, r
+    assert "sekret9" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "\\n" not in r.stderr

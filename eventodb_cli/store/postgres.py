@@ -104,16 +104,9 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _us_to_ns(us: int) -> int:
-    return us * 1000
-
-
-def _json_text(text: str | None) -> str | None:
-    """jsonb's text (``{"a": 1}``, keys by length) as our canonical JSON text."""
-    return None if text is None else canonical_json(json.loads(text))
-
-
 def _message(row) -> Message:
+    """A row of Message DB's ``message`` type (time as integer microseconds) as our Message:
+    jsonb's text (``{"a": 1}``, keys by length) becomes canonical JSON, time nanoseconds."""
     mid, stream, mtype, pos, gpos, data, meta, us = row
     return Message(str(mid), stream, mtype, pos, gpos,
                    "null" if data is None else canonical_json(json.loads(data)),
@@ -140,19 +133,18 @@ class PostgresStore(Store):
             info = psycopg.conninfo.conninfo_to_dict(url)
         except psycopg.ProgrammingError as e:
             raise UsageError(f"not a usable PostgreSQL URL {self.url}: "
-                             f"{self._redact(str(e))}") from None
+                             f"{self._reason(e)}") from None
         opts = info.get("options")
         kwargs["options"] = f"{opts} {SEARCH_PATH}" if opts else SEARCH_PATH
         if password:
             kwargs["password"] = password
         try:
             self._pg = psycopg.connect(url, **kwargs)
-        except psycopg.OperationalError as e:
-            raise Unreachable(f"cannot connect to Message DB at {self.url}: "
-                              f"{self._reason(e)}") from None
-        except psycopg.Error as e:
-            raise Unreachable(f"cannot connect to Message DB at {self.url}: "
-                              f"{self._reason(e)}") from None
+        except psycopg.Error as e:  # no server, refused, authentication, TLS
+            reason = self._reason(e)
+            if re.match(r"(connection is bad: )?invalid ", reason):  # a bad port, sslmode...
+                raise UsageError(f"not a usable PostgreSQL URL {self.url}: {reason}") from None
+            raise Unreachable(f"cannot connect to Message DB at {self.url}: {reason}") from None
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.url!r})"
