@@ -242,3 +242,18 @@ def test_malformed_urls_are_usage_errors(cli, url):
     assert r.exit_code == 2, r
     assert "sekret9" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert "\\n" not in r.stderr
+
+
+def test_a_terminated_connection_is_opened_again(mdb_url):
+    """A restarted server or a killed backend: the next call runs on a new connection (a
+    following consumer waits out an outage and continues)."""
+    with PostgresStore(mdb_url) as s:
+        s.write(NewMessage("k-1", "A", "{}"))
+        with psycopg.connect(mdb_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (s._pg.info.backend_pid,))
+        assert s.stream_version("k-1") == 0  # a read: retried once on a new connection
+        with psycopg.connect(mdb_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (s._pg.info.backend_pid,))
+        with pytest.raises(Unreachable):
+            s.write(NewMessage("k-1", "B", "{}"))  # a write is not retried blindly...
+        assert s.write(NewMessage("k-1", "B", "{}")).position == 1  # ...the next one connects

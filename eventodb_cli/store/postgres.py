@@ -138,8 +138,13 @@ class PostgresStore(Store):
         kwargs["options"] = f"{opts} {SEARCH_PATH}" if opts else SEARCH_PATH
         if password:
             kwargs["password"] = password
+        self._connect_args = (url, kwargs)
+        self._pg = self._connect()
+
+    def _connect(self):
+        url, kwargs = self._connect_args
         try:
-            self._pg = psycopg.connect(url, **kwargs)
+            return psycopg.connect(url, **kwargs)
         except psycopg.Error as e:  # no server, refused, authentication, TLS
             reason = self._reason(e)
             if re.match(r"(connection is bad: )?invalid ", reason):  # a bad port, sslmode...
@@ -217,16 +222,30 @@ class PostgresStore(Store):
         except (OSError, ValueError):
             pass
 
+    @property
+    def _db(self):
+        """The connection, opened again when the last one broke (a restarted server, a
+        terminated backend): a consumer that waits out an outage continues on a new one."""
+        if self._pg.closed or self._pg.broken:
+            self._pg.close()
+            self._pg = self._connect()
+        return self._pg
+
     def _query(self, sql: str, params: tuple, what: str) -> list[tuple]:
         import time
 
         started = time.perf_counter()
-        try:
-            with self._pg.cursor() as cur:
-                cur.execute(sql, params)
-                rows = cur.fetchall()
-        except psycopg.Error as e:
-            raise self._error(e, what) from None
+        for attempt in (1, 2):
+            try:
+                with self._db.cursor() as cur:
+                    cur.execute(sql, params)
+                    rows = cur.fetchall()
+                break
+            except psycopg.Error as e:
+                # a read on a connection found broken is tried once more on a new one
+                if attempt == 1 and self._pg.broken:
+                    continue
+                raise self._error(e, what) from None
         if self.verbose:
             self._say(sql, started, len(rows))
         return rows
@@ -254,7 +273,8 @@ class PostgresStore(Store):
                    m.metadata, m.expected_version) for m in msgs]
         results: list[WriteResult | None] = [None] * len(msgs)
         try:
-            with self._pg.transaction(), self._pg.cursor() as cur:
+            db = self._db
+            with db.transaction(), db.cursor() as cur:
                 todo = list(range(len(msgs)))
                 if existing_ok:
                     todo = self._skip_written(cur, msgs, params, results)
@@ -522,8 +542,7 @@ class PostgresStore(Store):
         def flush() -> int:
             nonlocal total
             try:
-                with (nullcontext() if atomic else self._pg.transaction()), \
-                        self._pg.cursor() as cur:
+                with (nullcontext() if atomic else db.transaction()), db.cursor() as cur:
                     with cur.copy("COPY messages (global_position, position, time, stream_name, "
                                   "type, data, metadata, id) FROM STDIN") as cp:
                         for m in batch:
@@ -547,7 +566,8 @@ class PostgresStore(Store):
             return last
 
         try:
-            with (self._pg.transaction() if atomic else nullcontext()):
+            db = self._db
+            with (db.transaction() if atomic else nullcontext()):
                 if force:
                     self._query_none("DELETE FROM messages", "import --force failed")
                 for m in records:
@@ -564,7 +584,7 @@ class PostgresStore(Store):
 
     def _query_none(self, sql: str, what: str) -> None:
         try:
-            with self._pg.cursor() as cur:
+            with self._db.cursor() as cur:
                 cur.execute(sql)
         except psycopg.Error as e:
             raise self._error(e, what) from None
