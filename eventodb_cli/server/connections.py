@@ -9,7 +9,8 @@ and which connections go when there are too many:
   byte of a request (or from the connection being opened) until the whole request, headers and
   body, has arrived. A socket that sends nothing, half its headers or half its body is closed
   then. Time spent while the *server* has stopped reading (a body waiting for the memory budget,
-  a pipelined request waiting its turn) does not count against the client.
+  a pipelined request waiting its turn) does not count against the client. One sweep a second
+  checks every connection (a request costs no timer of its own).
 - **idle timeout** (``--idle-timeout``, 120 s like the Go server's ``IdleTimeout``): a keep-alive
   connection with no request in progress is closed after this long (uvicorn's
   ``timeout_keep_alive``).
@@ -72,6 +73,8 @@ class Limits:
         self.max_connections = max_connections
         self.open = 0  # connections made and not yet lost, minus those being shed
         self.sheddable: dict[GuardedProtocol, None] = {}  # idle or half-sent, oldest first
+        self.reading: set[GuardedProtocol] = set()  # every connection, for the sweep
+        self._sweeper: asyncio.TimerHandle | None = None
         self.shed = 0
         self.timed_out = 0
         self._log = log or _stderr
@@ -99,6 +102,29 @@ class Limits:
         self.shed += done
         return done
 
+    def watch(self, proto: GuardedProtocol) -> None:
+        self.reading.add(proto)
+        if self._sweeper is None:
+            self._schedule(proto.loop)
+
+    def _schedule(self, loop) -> None:
+        self._sweeper = loop.call_later(min(1.0, self.read_timeout / 4), self._sweep, loop)
+
+    def _sweep(self, loop) -> None:
+        """Every second (or a quarter of the read timeout): close the connections whose
+        request has been arriving for longer than the read timeout. One timer for all, so a
+        request costs no timer of its own."""
+        now = loop.time()
+        late = now - self.read_timeout
+        for proto in list(self.reading):
+            since = proto.reading_since
+            if since is not None and since <= late:
+                proto.read_timed_out(now)
+        if self.reading:
+            self._schedule(loop)
+        else:
+            self._sweeper = None
+
     def file_limit_reached(self, exc: OSError) -> None:
         shed = self.shed_idle(max(1, len(self.sheddable) // 2))
         self.note("files", f"file limit reached ({exc.strerror}): {self.open} connections open, "
@@ -124,7 +150,9 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._read_timer: asyncio.TimerHandle | None = None
+        # loop time the request being read began (or the connection opened); None when no
+        # request is arriving. Checked by Limits._sweep.
+        self.reading_since: float | None = None
         self._counted = False
 
     # --- state changes ------------------------------------------------------------------------
@@ -134,7 +162,8 @@ class GuardedProtocol(HttpToolsProtocol):
         limits.open += 1
         self._counted = True
         limits.sheddable[self] = None
-        self._arm_read()
+        self.reading_since = self.loop.time()
+        limits.watch(self)
         over = limits.open - limits.max_connections
         if over > 0:
             shed = limits.shed_idle(over, keep=self)
@@ -148,12 +177,12 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc) -> None:
         self._uncount()
-        self._cancel_read()
+        self.limits.reading.discard(self)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._read_timer is None and (self.cycle is None or self.cycle.response_complete):
-            self._arm_read()  # the first byte of the next request starts its clock
+        if self.reading_since is None and (self.cycle is None or self.cycle.response_complete):
+            self.reading_since = self.loop.time()  # the next request's first byte
         super().data_received(data)
 
     def on_headers_complete(self) -> None:
@@ -161,7 +190,7 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._cancel_read()
+        self.reading_since = None
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
@@ -172,7 +201,8 @@ class GuardedProtocol(HttpToolsProtocol):
     # --- helpers ------------------------------------------------------------------------------
     def shed_now(self) -> None:
         self._uncount()
-        self._cancel_read()
+        self.reading_since = None
+        self.limits.reading.discard(self)
         self.transport.close()
 
     def _uncount(self) -> None:
@@ -181,21 +211,12 @@ class GuardedProtocol(HttpToolsProtocol):
             self._counted = False
             self.limits.open -= 1
 
-    def _arm_read(self) -> None:
-        self._cancel_read()
-        self._read_timer = self.loop.call_later(self.limits.read_timeout, self._read_timed_out)
-
-    def _cancel_read(self) -> None:
-        if self._read_timer is not None:
-            self._read_timer.cancel()
-            self._read_timer = None
-
-    def _read_timed_out(self) -> None:
-        self._read_timer = None
+    def read_timed_out(self, now: float) -> None:
         if self.transport.is_closing():
+            self.reading_since = None
             return
         if self.flow is not None and self.flow.read_paused:
-            self._arm_read()  # the server stopped reading, not the client: not its fault
+            self.reading_since = now  # the server stopped reading, not the client
             return
         limits = self.limits
         limits.timed_out += 1
