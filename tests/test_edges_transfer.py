@@ -65,3 +65,18 @@ def test_import_into_dev_full_says_it_imported(cli, tmp_path):
                            stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
     assert p.returncode == 0 and "20 messages were imported" in p.stderr, p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_strict_scan_is_not_fooled_by_hex_ids_and_strings(tmp_path):
+    """Suspects that are fine (an id with 'e' between digits, 'NaN' in a string, 1e300) pass;
+    a surrogate pair passes; a lone surrogate escape, Infinity and 1e400 are caught."""
+    f = tmp_path / "e.ndjson"
+    ok = ['{"id":"1e234567-0000-4000-8000-00000000e123","stream":"s-1","type":"T","pos":0,'
+          '"gpos":1,"data":{"s":"NaN Infinity \\\\ud800","x":1e300,"p":"\\ud83d\\ude00"},'
+          '"meta":null,"time":"2026-01-01T00:00:00Z"}\n']
+    f.write_text("".join(ok * 3))
+    check_strict_lines(str(f))
+    for bad in ('"\\udc00"', "Infinity", "1E+400", "-1e400"):
+        f.write_text("".join(ok * 3) + ok[0].replace("1e300", bad))
+        with pytest.raises(Exception, match="line 4"):
+            check_strict_lines(str(f))
