@@ -130,5 +130,12 @@ class StoreExtras:
       pokes(*, stream=None, category=None, all=False, position=0, member=None, size=None)
           -> Iterator[dict]   # SSE pokes {"stream","position","globalPosition"}, reconnecting
     Local store only:
-      import_records(records, *, force=False) -> int   # keeps positions and global positions
+      import_records(records, *, force=False, atomic=False) -> int   # keeps positions;
+          # atomic: the whole import one transaction
+      write_batch(msgs, *, progress=None)   # progress: a write --file record, same transaction
+      write_progress(file) -> dict | None; save_write_progress(record)   # write --file --resume
+      existing_ids(ids) -> set[str]
+    Remote store only:
+      write_batch(msgs, *, existing_ok=False)   # an id already stored -> AlreadyWritten result
+    Errors: a full disk raises errors.DiskFull (a StoreError) from LocalStore writes.
     """
