@@ -373,6 +373,15 @@ def test_million_message_table_head_is_fast(tmp_path, exe):
     assert lines[1].split()[:4] == ["1", "order-0", "0", "Placed"]
     print(f"1,000,000-message table | head -3: {took:.2f}s")
     assert took < 2.0, took
+    # memory stays flat: 150,000 rows through the table cost what the first page did
+    import resource
+
+    p = _sh('"$EVENTODB" category get order --all --format table --store "$S" | head -150000 '
+            '| tail -1; echo "rc=${PIPESTATUS[0]}" >&2', env={"S": path})
+    assert p.stderr == "rc=0\n" and p.stdout.split()[:2] == ["149999", "order-998"], p
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"peak RSS of any child: {peak_mib:.0f} MiB")
+    assert peak_mib < 120, peak_mib
 
 
 def test_table_widths_grow_after_the_first_page(store_path, cli):
