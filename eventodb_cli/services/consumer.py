@@ -177,6 +177,7 @@ class Consumer:
         self.position = 1  # next to read after what was taken: what is saved
         self.read_position = 1  # next to read from the store
         self._saved: int | None = None
+        self._loaded: int | None = None  # where this run started
         self._since_save = 0
         self._pending = Pending()
         self.reader_gone = False
@@ -230,7 +231,8 @@ class Consumer:
                 self.position = moved
         if save and self.position != self._saved:
             every = self.opts.position_every
-            if every is None or self._since_save >= every or save == "force":
+            if save == "force" or ((every is None or self._since_save >= every)
+                                   and self.position != self._loaded):
                 self.save()
 
     def _settle(self) -> None:
@@ -243,11 +245,12 @@ class Consumer:
     def run(self) -> int:
         """Consume until caught up (or, with ``follow``, until stopped). Returns the exit code."""
         o = self.opts
-        self.position = self.read_position = self.load_position()
+        self.position = self.read_position = self._loaded = self.load_position()
         self.loaded = True
         # a position already kept in the store is not written again until it moves
         self._saved = self.position if getattr(self.keeper, "skip_unchanged", False) and \
-            getattr(self.keeper, "found", None) is not None else None
+            getattr(self.keeper, "found", None) is not None and \
+            not getattr(self.keeper, "must_write", False) else None
         self._log(f"{o.category} member {o.member} of {o.size} from position {self.position}"
                   f" ({self.keeper.where})")
         try:
@@ -344,9 +347,13 @@ class Consumer:
             except ReaderGone:
                 self.reader_gone = True
         if not self.reader_gone:
-            self._settle()
-        elif self.position != self._saved:
-            self.save()
+            try:
+                self._settle()
+                return
+            except ReaderGone:
+                self.reader_gone = True
+        if self.position != self._saved:
+            self.save()  # what was measured taken while the reader was there
 
     def _process(self, batch: list[Message]) -> int | None:
         """Handle a batch. Returns an exit code when the consumer must end now, else None.

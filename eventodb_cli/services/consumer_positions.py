@@ -20,6 +20,7 @@ class StoreKeeper:
     """A consumer group member's position in the store: ``CATEGORY:position-GROUP-MEMBER``."""
 
     skip_unchanged = True  # a position already in the store is not written again unchanged
+    must_write = False  # ...unless it was recorded for another size (--force-size)
 
     def __init__(self, store, category: str, group: str, member: int, size: int, *,
                  from_position: int | None = None, force_size: bool = False, log=None):
@@ -48,6 +49,7 @@ class StoreKeeper:
             return self.from_position if self.from_position is not None else 1
         if self.force_size:
             if pos.size is not None and pos.size != self.size:
+                self.must_write = True  # record the size it now runs at, even unmoved
                 self._log(f"warning: {self.stream} was recorded for a group of size {pos.size}; "
                           f"starting member {self.member} of {self.size} from it anyway "
                           "(--force-size): streams that moved between members may be skipped "

@@ -104,8 +104,18 @@ class Output:
         return struct.unpack("i", got)[0]
 
     def taken(self) -> int:
-        """Bytes the reader has taken: written minus what is still unread in the pipe."""
-        return max(0, self.written - self.unread())
+        """Bytes the reader has taken: written minus what is still unread in the pipe.
+
+        Only a measurement made while the reader is there counts: once it has closed its end
+        the pipe's count is not to be trusted (seen on Linux 6.18: after ``head -c N`` exited,
+        FIONREAD reported kilobytes fewer than were left unread), so ``ReaderGone`` is raised
+        and nothing newer than the last good measurement is saved."""
+        if self.gone:
+            raise ReaderGone()
+        unread = self.unread()
+        if self.reader_gone():  # checked after the count: the count was made with a reader
+            raise ReaderGone()
+        return max(0, self.written - unread)
 
     def reader_gone(self) -> bool:
         """True once the pipe's reader has closed its end (POLLERR on the write end)."""
@@ -124,18 +134,21 @@ class Output:
         return False
 
     def drain(self, timeout: float = DRAIN_SECONDS, on_progress=None) -> bool:
-        """Wait (at most ``timeout`` seconds) until the reader has taken everything written, or
-        has gone. ``on_progress()`` is called as it reads. True when everything was taken."""
+        """Wait (at most ``timeout`` seconds) until the reader has taken everything written.
+        ``on_progress()`` is called as it reads. True when everything was taken, False at the
+        timeout, ``ReaderGone`` when the reader closed its end meanwhile."""
         deadline = time.monotonic() + timeout
         last = -1
         while True:
             unread = self.unread()
+            if self.reader_gone():
+                raise ReaderGone()
             if unread != last and on_progress is not None:
                 on_progress()
             last = unread
             if unread == 0:
                 return True
-            if self.reader_gone() or time.monotonic() >= deadline:
+            if time.monotonic() >= deadline:
                 return False
             time.sleep(0.01)
 
