@@ -167,3 +167,40 @@ def test_ns_streams_and_categories_work_on_a_local_store(cli, store_path):
     r = cli("ns", "categories", "--store", store_path, "-o", "json")
     assert r.json() == [{"category": "account", "messageCount": 2, "streamCount": 2},
                         {"category": "order", "messageCount": 1, "streamCount": 1}]
+
+
+@pytest.mark.parametrize("cfg,needle", [
+    ({"current": "p", "profiles": {"p": {"url": 123}}}, "url must be a string"),
+    ({"current": "p", "profiles": {"p": "x"}}, "must be an object"),
+    ({"current": ["p"], "profiles": {}}, '"current" must be a profile name'),
+    ({"current": "p", "profiles": {"p": {"store": ["a"]}}}, "store must be a string"),
+    ({"current": "p", "profiles": {"p": {"url": "http://h:1", "token_file": 5}}},
+     "token_file must be a string"),
+    ({"current": "p", "profiles": {"p": {"url": "http://h:1", "timeout": "abc"}}}, "timeout"),
+    ({"current": "p", "profiles": {"p": {"url": "http://h:1", "timeout": -1}}}, "timeout"),
+    ({"current": "p", "profiles": {"p": {}}}, "either a server"),
+])
+def test_hand_edited_config_is_checked(cli, cfg, needle):
+    """A config edited by hand never crashes a command: one line naming the file and profile."""
+    os.makedirs(os.path.dirname(P.config_path()), exist_ok=True)
+    with open(P.config_path(), "w") as fh:
+        json.dump(cfg, fh)
+    for args in (["stream", "get", "a-1"], ["profile", "list"], ["profile", "show", "p"]):
+        r = cli(*args)
+        assert r.exit_code == 2 and needle in r.stderr, (args, r)
+        assert len(r.stderr.splitlines()) == 1 and "internal error" not in r.stderr
+    with open(P.config_path(), "w") as fh:  # infinity written by hand is refused too
+        fh.write('{"current":"p","profiles":{"p":{"url":"http://h:1","timeout":1e999}}}')
+    assert "timeout" in cli("profile", "list", "-o", "json").stderr
+
+
+def test_profile_url_with_token_in_userinfo_stores_it_as_the_token(cli):
+    tok = make_token("default")
+    r = cli("profile", "add", "u", "--url", f"http://me:{tok}@127.0.0.1:9/x/")
+    assert r.exit_code == 0, r
+    cfg = P.load_config()
+    assert cfg["profiles"]["u"] == {"url": "http://127.0.0.1:9/x", "token": tok}
+    r = cli("profile", "add", "q", "--url", "http://127.0.0.1:9/?token=abc&x=1", "--token", "flag")
+    assert P.load_config()["profiles"]["q"] == {"url": "http://127.0.0.1:9/?x=1",
+                                                 "token": "flag"}
+    assert "malformed server URL" in cli("profile", "add", "z", "--url", "http://[::1").stderr

@@ -49,7 +49,32 @@ def load_config(path: str | None = None) -> dict:
                          "\"profiles\")")
     cfg.setdefault("profiles", {})
     cfg.setdefault("current", None)
+    check_config(cfg, path)
     return cfg
+
+
+def check_config(cfg: dict, path: str) -> None:
+    """A config edited by hand is checked before use: every value of the type it must have
+    (a usage error naming the file and the profile, never a crash later)."""
+    import math
+
+    def bad(what: str) -> UsageError:
+        return UsageError(f"config {path}: {what} (fix or remove it; see 'eventodb profile')")
+
+    if cfg["current"] is not None and not isinstance(cfg["current"], str):
+        raise bad('"current" must be a profile name')
+    for name, prof in cfg["profiles"].items():
+        if not isinstance(prof, dict):
+            raise bad(f"profile {name!r} must be an object")
+        for key in ("url", "token", "token_file", "store", "description"):
+            if prof.get(key) is not None and not isinstance(prof[key], str):
+                raise bad(f"profile {name!r}: {key} must be a string")
+        t = prof.get("timeout")
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float))
+                              or not math.isfinite(t) or t <= 0):
+            raise bad(f"profile {name!r}: timeout must be a number of seconds > 0")
+        if bool(prof.get("url")) == bool(prof.get("store")):
+            raise bad(f"profile {name!r} must name either a server (url) or a store (store)")
 
 
 def save_config(cfg: dict, path: str | None = None) -> str:
