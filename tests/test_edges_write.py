@@ -309,3 +309,30 @@ def test_lines_with_their_own_ids_resume_without_a_record(cli, target, tmp_path,
     assert r.exit_code == 0, r
     assert r.json()["written"] == 15 and r.json()["alreadyWritten"] == 25
     _is(read, 40)
+
+
+def test_ctrl_c_right_after_a_commit_reports_what_the_store_holds(tmp_path, store_path):
+    """Ctrl-C between a batch's COMMIT and the loop counting it: the interruption message takes
+    the count from the store's own record (same transaction), so it is exact."""
+    from eventodb_cli.services.writes import Interrupted, write_ndjson
+
+    f = tmp_path / "in.ndjson"
+    _file(f, 100)
+    with LocalStore(store_path, create=True) as s:
+        real = s.write_batch
+        calls = []
+
+        def write_batch(msgs, **kw):
+            out = real(msgs, **kw)
+            calls.append(len(msgs))
+            if len(calls) == 3:
+                raise KeyboardInterrupt  # after the third commit
+            return out
+
+        s.write_batch = write_batch
+        with open(f, "rb") as fh, pytest.raises(Interrupted) as e:
+            write_ndjson(s, fh, 10, file=str(f))
+        assert s.message_count() == 30
+    msg = e.value.message
+    assert "30 messages were written: every line up to 30" in msg, msg
+    assert "were not" not in msg and e.value.summary.lines_done == 30

@@ -315,8 +315,9 @@ def write_ndjson(
         if isinstance(tracker, _LocalTracker):  # what the store committed, exactly
             got = tracker.load()
             if got is not None and got["salt"] == salt and got["lines"] > summary.lines_done:
-                summary.written = got["written"] - base
+                summary.written = got["written"] - base  # committed just before the signal
                 summary.lines_done = got["lines"]
+                batch_lines = [ln for ln in batch_lines if ln > got["lines"]]
         err = Interrupted(f"interrupted: {describe_written(summary, batch_lines)}")
         err.summary = summary
         err.resumable = tracker is not None
