@@ -279,3 +279,43 @@ def test_disk_full_while_creating_a_store_leaves_nothing(tmp_path, cli):
         assert sorted(os.listdir(d)) == ["pad"]
     finally:
         _umount(d)
+
+
+@pytest.mark.parametrize("dir_mode", [0o755, 0o777])
+def test_a_store_the_user_may_read_but_not_write_can_be_read(cli, dir_mode):
+    """chmod 444, read by another user (nobody, through setpriv: the tests run as root, who may
+    write anything): stream get, store check and export work; a write says it is read-only."""
+    import shutil
+    import tempfile
+
+    from conftest import exe_path
+
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to run as another user")
+    d = tempfile.mkdtemp(prefix="eventodb-ro-", dir="/tmp")
+    try:
+        store = os.path.join(d, "s.db")
+        assert cli("write", "ro-1", "--type", "T", "--store", store).exit_code == 0
+        os.chmod(store, 0o444)
+        os.chmod(d, dir_mode)
+
+        def as_nobody(*args):
+            return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534",
+                                   "--clear-groups", exe_path(), *args, "--store", store],
+                                  capture_output=True, text=True, timeout=60,
+                                  env=dict(os.environ, HOME=d, XDG_STATE_HOME=d))
+
+        probe = as_nobody("stream", "version", "ro-1")
+        if probe.returncode != 0 and "Permission denied" in probe.stderr + probe.stdout:
+            pytest.skip(f"nobody cannot run eventodb here: {probe.stderr[:200]}")
+        r = as_nobody("stream", "get", "ro-1", "--format", "json")
+        assert r.returncode == 0 and len(json.loads(r.stdout)) == 1, r.stderr
+        r = as_nobody("store", "check", "--format", "json")
+        assert r.returncode == 0 and json.loads(r.stdout)["ok"], r.stderr
+        r = as_nobody("export")
+        assert r.returncode == 0 and len(r.stdout.splitlines()) == 1, r.stderr
+        r = as_nobody("write", "ro-1", "--type", "T")
+        assert r.returncode == 1 and "read-only" in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
