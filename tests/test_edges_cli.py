@@ -426,3 +426,35 @@ def test_arguments_that_are_not_utf8(filled):
                 else f'"$EVENTODB" {args}; echo "rc=$?"', env={"S": filled})
         assert p.stdout.endswith("rc=2\n"), (args, p)
         assert p.stderr.startswith("eventodb: error: not valid UTF-8: bytes b'\\xff'"), p.stderr
+
+
+@pytest.mark.parametrize("how", ["flag", "env", "file", "userinfo"])
+@pytest.mark.parametrize("token", ["t\u00e9-1234567890", "a\nb-1234567890", "a b-1234567890",
+                                   "x\x1b[2J-1234567890"])
+def test_tokens_that_cannot_be_sent_are_usage_errors(cli, tmp_path, how, token):
+    """A token travels in an HTTP header: non-ASCII, spaces and control characters are a usage
+    error that never repeats the token (not a UnicodeEncodeError, not a header injection)."""
+    from urllib.parse import quote
+
+    url = "http://127.0.0.1:9"
+    if how == "flag":
+        r = cli("stream", "get", "a-1", "--url", url, "--token", token)
+    elif how == "env":
+        r = cli("stream", "get", "a-1", "--url", url, env={"EVENTODB_TOKEN": token})
+    elif how == "file":
+        f = tmp_path / "tok"
+        f.write_text(token + "\n", encoding="utf-8")
+        r = cli("stream", "get", "a-1", "--url", url, "--token-file", f)
+    else:
+        r = cli("stream", "get", "a-1", "--url", f"http://u:{quote(token)}@127.0.0.1:9")
+    line = _one_line_error(r)
+    assert "the token holds characters" in line
+    assert "1234567890" not in line
+
+
+def test_binary_token_file(cli, tmp_path):
+    f = tmp_path / "tok"
+    f.write_bytes(b"\xff\xfe\x00binary")
+    line = _one_line_error(cli("stream", "get", "a-1", "--url", "http://127.0.0.1:9",
+                               "--token-file", f))
+    assert "is not text" in line

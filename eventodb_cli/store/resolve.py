@@ -95,6 +95,9 @@ def _read_token_file(path: str) -> str:
             tok = fh.read().strip()
     except OSError as e:
         raise UsageError(f"cannot read token file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"token file {path} is not text (a token is printable ASCII)") \
+            from None
     if not tok:
         raise UsageError(f"token file {path} is empty")
     return tok
@@ -105,14 +108,14 @@ def split_url_credentials(url: str) -> tuple[str, str | None]:
     a URL, so no message, log or profile listing that shows the URL can show it. The token is
     ``?token=``, else the userinfo's password, else its user name. A URL that cannot be parsed is
     a usage error that does not repeat the URL (it may hold a token)."""
-    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+    from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
     try:
         parts = urlsplit(url)
         user, password = parts.username, parts.password
     except ValueError as e:
         raise UsageError(f"malformed server URL ({e})") from None
-    token = password or user or None
+    token = unquote(password or user or "") or None  # userinfo is percent-encoded
     if "@" in parts.netloc:
         parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
     if parts.query:
@@ -175,6 +178,16 @@ def _valid_host(host: str) -> bool:
             return False
     return len(host) <= 253 and all(0 < len(label) <= 63 for label in
                                     host.removesuffix(".").split("."))
+
+
+def check_token(token: str) -> str:
+    """A token is printable ASCII without spaces (it travels in an HTTP header): anything else is
+    a usage error that never repeats the token."""
+    if not all("\x21" <= ch <= "\x7e" for ch in token):
+        raise UsageError("the token holds characters a token cannot have (spaces, control "
+                         "characters or non-ASCII): check --token / EVENTODB_TOKEN / the token "
+                         "file")
+    return token
 
 
 def _env(name: str) -> str | None:
@@ -267,6 +280,8 @@ def resolve_target(target: Target) -> Target:
     elif prof is not None and prof.get("token_file"):
         t.token = _read_token_file(prof["token_file"])
     t.token_file = None
+    if t.token is not None:
+        check_token(t.token)
     if t.timeout is None:
         t.timeout = _env_float("EVENTODB_TIMEOUT")
     if t.timeout is None and prof is not None and prof.get("timeout") is not None:
