@@ -66,6 +66,11 @@ NASTY = ["", " ", "-", "--", "0", "-1", "1", "2", "3", "a-1", "a", "c-1", "c", "
 INTS = ["0", "1", "2", "3", "-1", "-2", "1000", "9223372036854775807", "9223372036854775808",
         "-9223372036854775808", "-9223372036854775809", "99999999999999999999", "", "x", "1.5",
         "nan", "1e3", " 7 ", "\u0663", "1" * 5000]
+# what '-' reads: nothing, names, NDJSON, an export record, JSON with NaN, bytes that are not UTF-8
+STDIN = ["", "a-1\nc-2\n", '{"stream":"a-1","type":"T","data":{}}\n',
+         '{"id":"00000000-0000-4000-8000-000000000001","stream":"a-1","type":"T","pos":0,'
+         '"gpos":1,"data":{},"meta":null,"time":"2026-01-01T00:00:00Z"}\n',
+         '{"a":NaN}\n', b"\xff\xfe\x00\x1b[2J\n", "\x1b[31m\r\n" * 3]
 FLOATS = ["0", "0.01", "1", "-1", "nan", "NaN", "inf", "-inf", "1e999", "-1e999", "", "x",
           "1e-320", "86400", "1e12"]
 
@@ -125,7 +130,8 @@ def invocations(draw, leaves):
                 continue
             args += [_value(p, draw) for _ in range(n)]
     takes_target = any("--store" in getattr(p, "opts", ()) for p in cmd.params)
-    return list(path), opts, args, takes_target
+    stdin = draw(st.sampled_from(STDIN))
+    return list(path), opts, args, takes_target, stdin
 
 
 class _Slow(BaseException):
@@ -137,13 +143,13 @@ def _alarm(signum, frame):
 
 
 def _check(inv, target, slow: list):
-    path, opts, args, takes_target = inv
+    path, opts, args, takes_target, stdin = inv
     argv = [*path, *opts, *(target if takes_target else []), *(["--", *args] if args else [])]
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, PER_RUN_SECONDS)
     try:
-        r = _runner().invoke(root, argv, input="", catch_exceptions=False, prog_name="eventodb",
-                             standalone_mode=True)
+        r = _runner().invoke(root, argv, input=stdin, catch_exceptions=False,
+                             prog_name="eventodb", standalone_mode=True)
     except _Slow:
         slow.append(argv)
         return
