@@ -336,3 +336,20 @@ def test_ctrl_c_right_after_a_commit_reports_what_the_store_holds(tmp_path, stor
     msg = e.value.message
     assert "30 messages were written: every line up to 30" in msg, msg
     assert "were not" not in msg and e.value.summary.lines_done == 30
+
+
+def test_server_write_goes_on_when_progress_cannot_be_recorded(cli, server, tmp_path,
+                                                              monkeypatch):
+    """A state directory that cannot be written (a read-only HOME in CI) does not stop a write
+    to a server: one warning, and the run is simply not resumable."""
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the state directory should be")
+    monkeypatch.setenv("XDG_STATE_HOME", str(blocker))
+    ns = f"edge{uuid.uuid4().hex[:10]}"
+    token = RemoteStore(server.url, server.token).ns_create(ns)["token"]
+    f = tmp_path / "in.ndjson"
+    _file(f, 12)
+    r = cli("write", "--file", f, "--url", server.url, "--token", token, "--batch-size", 5,
+            "--format", "json")
+    assert r.exit_code == 0 and r.json()["written"] == 12, r
+    assert r.stderr.count("warning: cannot record the progress") == 1

@@ -223,13 +223,15 @@ def _write_file(path, resume, batch_size, concurrency, progress, fmt):
             if progress:
                 summary = _with_progress(store, fh, batch_size, total, real, resume)
             else:
-                summary = write_ndjson(store, fh, batch_size, file=real, resume=resume)
+                summary = write_ndjson(store, fh, batch_size, file=real, resume=resume,
+                                       warn=_warn)
         except EventoError as e:
             if getattr(e, "resumable", False) and getattr(e, "summary", None) is not None:
                 e.message += f"; to write the rest exactly once: " \
                              f"{resume_command(path, batch_size, concurrency)}"
-            elif getattr(e, "summary", None) is not None and real is None:
-                e.message += "; stdin cannot be resumed"
+            elif getattr(e, "summary", None) is not None:
+                e.message += ("; stdin cannot be resumed" if real is None else
+                              "; this run cannot be resumed (its progress was not recorded)")
             if e.code == "INTERRUPTED" and _signals_interrupt.received == "SIGTERM":
                 e.exit_code = 143
             raise
@@ -243,6 +245,10 @@ def _write_file(path, resume, batch_size, concurrency, progress, fmt):
                        f"{summary.last_global_position}) in {summary.seconds:.2f}s{extra}")
         else:
             emit_object(summary.to_dict(), fmt)
+
+
+def _warn(text: str) -> None:
+    click.echo(f"eventodb: warning: {text}", err=True)
 
 
 class _signals_interrupt:
@@ -294,4 +300,4 @@ def _with_progress(store, fh, batch_size, total, real, resume):
         task = bar.add_task("write", total=total, n=0)
         return write_ndjson(store, fh, batch_size,
                             on_progress=lambda b, n: bar.update(task, completed=b, n=n),
-                            file=real, resume=resume)
+                            file=real, resume=resume, warn=_warn)

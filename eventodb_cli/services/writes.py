@@ -134,16 +134,24 @@ class _FileTracker:
         except (KeyError, TypeError, ValueError):
             return None
 
+    disabled = False
+    warn: Callable[[str], None] | None = None
+
     def _save(self, record: dict) -> None:
+        """Save the record; a state directory that cannot be written does not stop the writes
+        (a warning, once: this run then cannot be resumed)."""
+        if self.disabled:
+            return
         from ..fsutil import atomic_write_text
 
         try:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
             doc = dict(record, target=getattr(self.store, "url", None), updatedAt=time.time())
             atomic_write_text(self.path, json.dumps(doc) + "\n", prefix=".resume-")
         except OSError as e:
-            raise UsageError(f"cannot record the progress of {self.file} in {self.path}: "
-                             f"{e.strerror}") from None
+            self.disabled = True
+            if self.warn:
+                self.warn(f"cannot record the progress of {self.file} in {self.path} "
+                          f"({e.strerror}): this run cannot be resumed")
 
     start = finish = _save
 
@@ -151,6 +159,10 @@ class _FileTracker:
         results = self.store.write_batch(batch, existing_ok=existing_ok)
         self._save(record)
         return results
+
+
+def _resumable(tracker) -> bool:
+    return tracker is not None and not getattr(tracker, "disabled", False)
 
 
 def _tracker(store, file: str | None):
@@ -189,18 +201,22 @@ def write_ndjson(
     *,
     file: str | None = None,
     resume: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> WriteSummary:
     """Write NDJSON records (``stream``, ``type``, ``data``, ``metadata``?, ``id``?,
     ``expectedVersion``?) in batches of ``batch_size``. ``on_progress(bytes, messages)`` is called
     after each batch. Blank lines are skipped.
 
     ``file`` (the real path of a regular file) records progress so that ``resume`` can finish an
-    interrupted run exactly once. Errors carry ``summary`` and ``resumable``."""
+    interrupted run exactly once. Errors carry ``summary`` and ``resumable``. ``warn(text)``
+    hears about progress that cannot be recorded."""
     from xxhash import xxh3_128
 
     summary = WriteSummary()
     started = time.perf_counter()
     tracker = _tracker(store, file)
+    if tracker is not None:
+        tracker.warn = warn
     prev = tracker.load() if tracker else None
     if resume and tracker is None:
         raise UsageError("--resume needs a file on a local store or a server (stdin cannot "
@@ -249,7 +265,7 @@ def write_ndjson(
         err = BatchFailed(f"line {line}: {reason}; {describe_written(summary, batch_lines)}",
                           exit_code=e.exit_code, line=line, written=summary.written, code=e.code)
         err.summary = summary
-        err.resumable = tracker is not None
+        err.resumable = _resumable(tracker)
         if done:
             err.details["notWritten"] = len(batch_lines) - len(done)
         raise err from None
@@ -291,11 +307,11 @@ def write_ndjson(
                 rec = strictjson.loads(line)
             except ValueError as e:  # malformed, not UTF-8, NaN/Infinity, 1e999, lone surrogate
                 _bad_line(lineno, f"invalid JSON: {strictjson.error_text(e)}", summary,
-                          batch_lines, tracker is not None)
+                          batch_lines, _resumable(tracker))
             try:
                 m = new_message_from_record(rec)
             except ValueError as e:
-                _bad_line(lineno, str(e), summary, batch_lines, tracker is not None)
+                _bad_line(lineno, str(e), summary, batch_lines, _resumable(tracker))
             if derive and not m.id:
                 m = m._replace(id=derived_id(salt, lineno))
             batch.append(m)
@@ -320,7 +336,7 @@ def write_ndjson(
                 batch_lines = [ln for ln in batch_lines if ln > got["lines"]]
         err = Interrupted(f"interrupted: {describe_written(summary, batch_lines)}")
         err.summary = summary
-        err.resumable = tracker is not None
+        err.resumable = _resumable(tracker)
         raise err from None
     summary.seconds = time.perf_counter() - started
     return summary
