@@ -130,9 +130,12 @@ class TableWriter:
     PAGE = 100
 
     def __init__(self, columns: Sequence[str], *, right: Sequence[str] = (),
-                 title: str | None = None):
+                 title: str | None = None, flex: str | None = None):
         self.columns = list(columns)
         self.right = [c in right for c in self.columns]
+        # on a terminal the ``flex`` column (message data) gives up width so the row fits
+        self.flex = self.columns.index(flex) if flex in self.columns else None
+        self.flex_max: int | None = None
         self.title = title
         self.out = _out()
         self.tty = self.out.isatty()
@@ -159,6 +162,12 @@ class TableWriter:
         self.widths = [cell_width(c) for c in self.columns]
         for row in self.page:
             self.widths = [max(w, cell_width(c)) for w, c in zip(self.widths, row)]
+        if self.screen and self.flex is not None:
+            others = sum(w for i, w in enumerate(self.widths) if i != self.flex)
+            room = self.screen - 1 - others - 2 * (len(self.widths) - 1)
+            if room < self.widths[self.flex]:
+                self.flex_max = max(room, len(self.columns[self.flex]), 8)
+                self.widths[self.flex] = self.flex_max
         if self.title:
             self.out.write(safe_text(self.title) + "\n")
         self._line(self.columns, header=True)
@@ -170,6 +179,8 @@ class TableWriter:
         parts = []
         last = len(row) - 1
         for i, (cell, w) in enumerate(zip(row, self.widths)):
+            if i == self.flex and self.flex_max is not None:
+                cell = _cut(cell, self.flex_max)
             cw = cell_width(cell)
             if cw > w:
                 self.widths[i] = w = cw
@@ -229,7 +240,7 @@ def _message_table(messages: Iterable[Message], wire: str) -> int:
     cat = wire == "category"
     cols = ["gpos", "stream", "pos", "type", "data", "time"] if cat else \
         ["gpos", "pos", "type", "data", "time"]
-    t = TableWriter(cols, right=("gpos", "pos"))
+    t = TableWriter(cols, right=("gpos", "pos"), flex="data")
     for m in messages:
         if cat:
             t.add((str(m.global_position), m.stream_name, str(m.position), m.type,
