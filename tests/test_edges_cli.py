@@ -458,3 +458,28 @@ def test_binary_token_file(cli, tmp_path):
     line = _one_line_error(cli("stream", "get", "a-1", "--url", "http://127.0.0.1:9",
                                "--token-file", f))
     assert "is not text" in line
+
+
+def test_terminal_table_fits_the_screen(monkeypatch):
+    """On a terminal a message row fits the screen: the data column gives up width, the time
+    column stays whole; a header is bold unless NO_COLOR."""
+    import io
+
+    from eventodb_cli import render
+    from eventodb_cli.domain.message import Message
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Tty()
+    monkeypatch.setattr(render, "_out", lambda: out)
+    monkeypatch.setenv("COLUMNS", "70")
+    monkeypatch.setenv("NO_COLOR", "1")
+    m = Message(id="0" * 36, stream_name="c-1", type="T", position=0, global_position=1,
+                data='{"pad":"' + "x" * 100 + '"}', metadata=None, time=0)
+    render.emit_messages([m, m], "table")
+    lines = out.getvalue().splitlines()
+    assert all(render.cell_width(line) < 70 for line in lines), lines
+    assert lines[1].endswith(m.time_str) and "…" in lines[1]
+    assert not lines[0].startswith("\x1b")
