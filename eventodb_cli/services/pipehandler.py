@@ -217,9 +217,10 @@ class PipeHandler:
         """SIGINT/SIGTERM: stop waiting for the window; drain() waits at most its timeout."""
         self._interrupted = True
 
-    def close(self, grace: float = CLOSE_GRACE) -> None:
-        """End the handler: close its stdin, give it ``grace`` seconds to exit (answers read
-        meanwhile still count), then SIGTERM and SIGKILL its process group."""
+    def close(self, grace: float = CLOSE_GRACE, kill_grace: float = KILL_GRACE) -> None:
+        """End the handler: close its stdin, give it ``grace`` seconds to exit, then SIGTERM its
+        process group, and SIGKILL after ``kill_grace`` seconds. (Answers it still writes are
+        read and dropped: the position was saved before.)"""
         if self._proc is None:
             return
         self._stdin.close()
@@ -232,7 +233,7 @@ class PipeHandler:
                         break
                 except BlockingIOError:
                     pass
-        self._end_process()
+        self._end_process(kill_grace)
 
     # --- the process ----------------------------------------------------------------------------
     def _check(self) -> None:
@@ -270,7 +271,7 @@ class PipeHandler:
         self._expect = deque(todo)
         self._out = bytearray(b"".join(e.line for e in todo))
 
-    def _end_process(self) -> str:
+    def _end_process(self, kill_grace: float = KILL_GRACE) -> str:
         """Reap the process (SIGTERM its group if it still runs, SIGKILL after KILL_GRACE) and
         close our ends. Returns how it ended, for the log."""
         proc = self._proc
@@ -284,7 +285,7 @@ class PipeHandler:
         self._win = self._rout = -1
         rc = proc.poll()
         if rc is None:
-            for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, 5.0)):
+            for sig, wait in ((signal.SIGTERM, kill_grace), (signal.SIGKILL, 5.0)):
                 try:
                     os.killpg(proc.pid, sig)
                 except OSError:
@@ -303,8 +304,12 @@ class PipeHandler:
         when nothing was answered (or for a protocol error), schedule the restart. With
         ``salvage`` (it closed its stdin: it may be exiting), first read the answers it still
         wrote, for up to a second, so that they are not handed over again."""
-        if salvage and not self._salvage():
-            return  # it died of something it said meanwhile
+        if salvage:
+            ended = self._salvage()
+            if ended is None:
+                return  # it died of something it said meanwhile
+            if ended:
+                why = ""  # it exited: its stdin closed with it
         answered = self._answered
         unanswered = len(self._expect)
         first = self._expect[0] if self._expect else None
@@ -321,24 +326,28 @@ class PipeHandler:
             self._log(f"{text}; {again}" if unanswered
                       else f"{text}; a new one starts with the next message")
 
-    def _salvage(self) -> bool:
-        """Read what the process still writes until its stdout ends (at most a second). False
-        when an answer ended it meanwhile (a protocol error)."""
+    def _salvage(self) -> bool | None:
+        """Read what the process still writes until its stdout ends (at most a second): True
+        when it ended, False when it is still open, None when an answer ended the process
+        meanwhile (a protocol error)."""
         deadline = time.monotonic() + 1.0
         while self._proc is not None:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self._rout], [], [], left)[0]:
-                return True
+                return False
             try:
                 chunk = os.read(self._rout, 65536)
             except BlockingIOError:
                 continue
             if not chunk:
-                return True
+                if self._partial:
+                    self._answers([self._partial])
+                    self._partial = b""
+                return True if self._proc is not None else None
             lines = (self._partial + chunk).split(b"\n")
             self._partial = lines.pop()
             self._answers(lines)
-        return False
+        return None
 
     def _blame(self, e: _Entry, why: str) -> None:
         """A failed attempt of ``e`` that ended its process: the next process waits the backoff;
