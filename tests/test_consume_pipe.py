@@ -291,3 +291,23 @@ def test_interrupt_bounds_the_drain_and_close_ends_a_stuck_handler(tmp_path):
     proc = h._proc
     h.close(grace=0.2, kill_grace=0.2)
     assert proc.poll() is not None  # SIGTERM ignored: SIGKILLed
+
+
+def test_large_messages_are_bounded_in_bytes_too(tmp_path, monkeypatch):
+    from eventodb_cli.services import pipehandler
+
+    monkeypatch.setattr(pipehandler, "MAX_AHEAD_BYTES", 4000)
+    rig = Rig(tmp_path, SLEEP=0.001)
+    t = time.time_ns()
+    msgs = [Message(str(uuid.uuid4()), "account-1", "Big", i, i + 1,
+                    json.dumps({"pad": "x" * 1000}), None, t) for i in range(60)]
+    h = rig.handler(window=1000)
+    peak = 0
+
+    def watch(_i):
+        nonlocal peak
+        peak = max(peak, h._qbytes)
+
+    assert feed(h, msgs, every=watch)[-1] == 60
+    h.close()
+    assert peak < 4000 + 1200  # one message past the bound at most

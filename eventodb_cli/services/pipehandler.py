@@ -14,9 +14,9 @@ The protocol (docs/consume.md, "Persistent handlers"):
   UTF-8) is a protocol error: the answers can no longer be paired with messages, so the process
   is ended (SIGTERM to its process group, SIGKILL 2 s later) and restarted, and the line counts as
   a failed attempt of the first message it had not answered.
-- Pipelining: the consumer writes up to ``window`` messages ahead of the first one not yet
-  answered and reads the answers as they come; it never waits for one answer before sending the
-  next message.
+- Pipelining: the consumer writes up to ``window`` messages (and 16 MiB) ahead of the first
+  one not yet settled and reads the answers as they come; it never waits for one answer before
+  sending the next message.
 
 What the consumer does with the answers (the handler interface of services/consumer.py):
 ``offset()`` is the number of messages handed over, ``taken()`` the number whose fate is settled
@@ -57,6 +57,7 @@ from ..errors import EXIT_FAILED, EventoError
 SENT, WAIT, ACKED, SKIPPED = 0, 1, 2, 3
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL of a handler being ended
 CLOSE_GRACE = 5.0  # seconds a handler has to exit after its stdin is closed
+MAX_AHEAD_BYTES = 16 << 20  # unsettled bytes ahead (the window in bytes, for large messages)
 WRITE_AHEAD = 65536  # buffered bytes that are written at once, without waiting for a flush()
 
 
@@ -131,6 +132,7 @@ class PipeHandler:
         self._seq = 0  # messages handed over
         self._done = 0  # settled in order (acked or skipped): what taken() says
         self._q: deque[_Entry] = deque()  # not settled in order: messages _done+1 .. _seq
+        self._qbytes = 0  # their lines' bytes
         self._proc: subprocess.Popen | None = None
         self._stdin = self._stdout = None  # our ends of its stdin and stdout
         self._win = self._rout = -1  # their file descriptors
@@ -153,12 +155,14 @@ class PipeHandler:
         """Hand ``m`` over (buffered; written once ``WRITE_AHEAD`` bytes wait, or at flush()).
         Waits only while ``window`` messages are unsettled."""
         self._check()
-        while len(self._q) >= self.window and self._waiting():
+        while (len(self._q) >= self.window or self._qbytes >= MAX_AHEAD_BYTES) and \
+                self._waiting():
             self._io(0.1)
             self._check()
         e = _Entry((m.to_json() + "\n").encode("utf-8"), m)
         self._seq += 1
         self._q.append(e)
+        self._qbytes += len(e.line)
         if self._proc is None:
             self._maybe_start()
         else:
@@ -386,7 +390,7 @@ class PipeHandler:
     def _settle(self) -> None:
         q = self._q
         while q and q[0].state >= ACKED:
-            q.popleft()
+            self._qbytes -= len(q.popleft().line)
             self._done += 1
 
     # --- I/O ------------------------------------------------------------------------------------
@@ -473,6 +477,7 @@ class PipeHandler:
                 self._answered += 1
                 if q[0] is e:
                     q.popleft()
+                    self._qbytes -= len(e.line)
                     self._done += 1
                     continue
                 self._settle()
