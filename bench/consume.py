@@ -8,12 +8,21 @@ then times, with the installed ``eventodb`` executable and stdout on /dev/null:
      (NDJSON per message, checkpoint saved atomically with fsync after each batch)
   B  eventodb category get CAT --all --member M --size N --format ndjson > /dev/null
 
-for each --batch-size given (and with --ledger, consume with a fresh idempotency ledger), in
+for each --batch-size given (and with --ledger, consume with a fresh idempotency ledger; with
+--pipe, a persistent handler, below), in
 --repeat rounds that interleave B and every A (so a busy machine slows them alike). Prints a
 Markdown table: best time and messages/s of each, and the median over rounds of B's time / A's
 time (the speed of A relative to the plain read).
 
     python bench/consume.py --messages 400000 --repeat 3 --ledger
+
+With --pipe it also times a persistent handler (a trivial Python script that answers ``ok`` to
+each line and flushes) both ways, in the same rounds:
+
+  P  eventodb consume CAT ... --batch-size B --pipe 'python3 HANDLER'   (acks read back)
+  Q  sh -c 'eventodb category get CAT --all ... --format ndjson | python3 HANDLER > /dev/null'
+
+and prints Q's time / P's time (the goal: >= 0.5x).
 """
 
 from __future__ import annotations
@@ -48,6 +57,14 @@ def build(path: str, messages: int, streams: int, category: str) -> None:
     store.close()
 
 
+HANDLER = """import sys
+write, flush = sys.stdout.write, sys.stdout.flush
+for line in sys.stdin:
+    write("ok\\n")
+    flush()
+"""
+
+
 def timed(argv: list[str]) -> float:
     with open(os.devnull, "wb") as null:
         t0 = time.perf_counter()
@@ -73,6 +90,9 @@ def main() -> None:
     ap.add_argument("--store", help="reuse this store file (built if missing)")
     ap.add_argument("--ledger", action="store_true",
                     help="also time consume with a fresh --idempotency ledger")
+    ap.add_argument("--pipe", action="store_true",
+                    help="also time consume --pipe with a trivial Python handler, and the plain "
+                         "read piped into the same handler")
     args = ap.parse_args()
     batch_sizes = args.batch_sizes or [100, 1000]
     exe = shutil.which("eventodb") or os.path.join(os.path.dirname(sys.executable), "eventodb")
@@ -93,15 +113,32 @@ def main() -> None:
         bs = max(batch_sizes)
         variants.append(("consume + idempotency ledger (commit per message)", bs,
                          ["--batch-size", str(bs), "--idempotency", "LEDGER"]))
+    pipe_plain = None
+    if args.pipe:
+        handler = os.path.join(work, "handler.py")
+        with open(handler, "w") as f:
+            f.write(HANDLER)
+        cmd = f"{sys.executable} {handler}"
+        for bs in batch_sizes:
+            variants.append(("consume --pipe (trivial Python handler, acks read back)", bs,
+                             ["--batch-size", str(bs), "--pipe", cmd]))
+        import shlex
+
+        pipe_plain = ["sh", "-c", " ".join(shlex.quote(a) for a in plain_argv)
+                      + f" | {cmd} > /dev/null"]
     # rounds interleave the plain read and every consume variant, so a busy machine slows them
     # alike; the ratio is taken per round (median), the times are the best of the rounds
     load_before = os.getloadavg()[0]
     plain_runs: list[float] = []
     runs: dict[int, list[float]] = {i: [] for i in range(len(variants))}
     ratios: dict[int, list[float]] = {i: [] for i in range(len(variants))}
+    pipe_runs: list[float] = []
     for r in range(args.repeat):
         p = timed(plain_argv)
         plain_runs.append(p)
+        if pipe_plain is not None:
+            q = timed(pipe_plain)
+            pipe_runs.append(q)
         for i, (_name, _bs, extra) in enumerate(variants):
             extra = [os.path.join(work, f"ledger-{i}-{r}.db") if x == "LEDGER" else x
                      for x in extra]
@@ -109,10 +146,13 @@ def main() -> None:
             t = timed([exe, "consume", category, "--member", str(args.member), "--size",
                        str(args.size), "--checkpoint", cp, "--store", store, *extra])
             runs[i].append(t)
-            ratios[i].append(p / t)
+            ratios[i].append((q if "--pipe" in extra else p) / t)
     load_after = os.getloadavg()[0]
     plain = min(plain_runs)
     rows = [("category get --all (ndjson)", "-", plain, 1.0)]
+    if pipe_runs:
+        rows.append(("category get --all (ndjson) | the same handler, answers to /dev/null "
+                     "(the reference of the --pipe rows)", "-", min(pipe_runs), 1.0))
     for i, (name, bs, _extra) in enumerate(variants):
         rows.append((name, str(bs), min(runs[i]), statistics.median(ratios[i])))
 
