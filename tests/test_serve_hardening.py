@@ -168,8 +168,11 @@ def test_silent_and_half_body_connections_are_closed_after_the_read_timeout(srv_
     half_head = open_half(srv.port, 3)
     half_body = open_half(srv.port, 3, b"POST /rpc HTTP/1.1\r\nHost: x\r\n"
                                        b"Content-Length: 100\r\n\r\n[\"stream.wr")
+    # the same with a valid token: the server is waiting for the body, not answering early
+    authed = open_half(srv.port, 3, b"POST /rpc HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                                    + srv.token.encode() + b"\r\nContent-Length: 100\r\n\r\n[")
     t0 = time.monotonic()
-    assert not wait_closed(silent + half_head + half_body, 8)
+    assert not wait_closed(silent + half_head + half_body + authed, 8)
     assert time.monotonic() - t0 < 8
     assert request(srv.url, srv.token) in (200, 401)  # still serving
 

@@ -10,7 +10,7 @@ and which connections go when there are too many:
   body, has arrived. A socket that sends nothing, half its headers or half its body is closed
   then. Time spent while the *server* has stopped reading (a body waiting for the memory budget,
   a pipelined request waiting its turn) does not count against the client. One sweep a second
-  checks every connection (a request costs no timer of its own).
+  checks every connection against uvicorn's own state (nothing is added per request).
 - **idle timeout** (``--idle-timeout``, 120 s like the Go server's ``IdleTimeout``): a keep-alive
   connection with no request in progress is closed after this long (uvicorn's
   ``timeout_keep_alive``).
@@ -72,8 +72,7 @@ class Limits:
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.open = 0  # connections made and not yet lost, minus those being shed
-        self.sheddable: dict[GuardedProtocol, None] = {}  # idle or half-sent, oldest first
-        self.reading: set[GuardedProtocol] = set()  # every connection, for the sweep
+        self.conns: dict[GuardedProtocol, None] = {}  # open connections, oldest first
         self._sweeper: asyncio.TimerHandle | None = None
         self.shed = 0
         self.timed_out = 0
@@ -92,18 +91,17 @@ class Limits:
     def shed_idle(self, count: int, keep=None) -> int:
         """Close up to ``count`` idle or half-sent connections, oldest first."""
         done = 0
-        for proto in list(self.sheddable):
+        for proto in list(self.conns):
             if done >= count:
                 break
-            if proto is keep:
-                continue
-            proto.shed_now()
-            done += 1
+            if proto is not keep and proto.sheddable():
+                proto.shed_now()
+                done += 1
         self.shed += done
         return done
 
     def watch(self, proto: GuardedProtocol) -> None:
-        self.reading.add(proto)
+        self.conns[proto] = None
         if self._sweeper is None:
             self._schedule(proto.loop)
 
@@ -111,22 +109,20 @@ class Limits:
         self._sweeper = loop.call_later(min(1.0, self.read_timeout / 4), self._sweep, loop)
 
     def _sweep(self, loop) -> None:
-        """Every second (or a quarter of the read timeout): close the connections whose
-        request has been arriving for longer than the read timeout. One timer for all, so a
-        request costs no timer of its own."""
+        """Every second (or a quarter of the read timeout): close the connections that have
+        made no progress on their request for longer than the read timeout. One timer for all
+        and nothing done per request, so the hot path costs nothing more."""
         now = loop.time()
-        late = now - self.read_timeout
-        for proto in list(self.reading):
-            since = proto.reading_since
-            if since is not None and since <= late:
-                proto.read_timed_out(now)
-        if self.reading:
+        for proto in list(self.conns):
+            proto.check_reading(now, self.read_timeout)
+        if self.conns:
             self._schedule(loop)
         else:
             self._sweeper = None
 
     def file_limit_reached(self, exc: OSError) -> None:
-        shed = self.shed_idle(max(1, len(self.sheddable) // 2))
+        idle = sum(1 for p in self.conns if p.sheddable())
+        shed = self.shed_idle(max(1, idle // 2))
         self.note("files", f"file limit reached ({exc.strerror}): {self.open} connections open, "
                            f"{shed} idle closed; accepting again in 1 s")
 
@@ -144,25 +140,24 @@ def _stderr(text: str) -> None:
 
 
 class GuardedProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the read timeout and the shedding above."""
+    """uvicorn's httptools protocol with the read timeout and the shedding above. It adds
+    nothing per request: the sweep reads uvicorn's own per-connection state."""
 
     limits: Limits  # set on the subclass made by protocol_class()
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # loop time the request being read began (or the connection opened); None when no
-        # request is arriving. Checked by Limits._sweep.
-        self.reading_since: float | None = None
+        self._state = None  # what the client owes, as last seen (see _reading_state)
+        self._since = 0.0  # loop time it was first seen
         self._counted = False
 
-    # --- state changes ------------------------------------------------------------------------
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         limits = self.limits
         limits.open += 1
         self._counted = True
-        limits.sheddable[self] = None
-        self.reading_since = self.loop.time()
+        self._state = self._reading_state()
+        self._since = self.loop.time()
         limits.watch(self)
         over = limits.open - limits.max_connections
         if over > 0:
@@ -177,52 +172,56 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc) -> None:
         self._uncount()
-        self.limits.reading.discard(self)
         super().connection_lost(exc)
 
-    def data_received(self, data: bytes) -> None:
-        if self.reading_since is None and (self.cycle is None or self.cycle.response_complete):
-            self.reading_since = self.loop.time()  # the next request's first byte
-        super().data_received(data)
+    def _reading_state(self):
+        """What the client still owes: ``(cycle, 0)`` (the headers of a request: a new
+        connection, or bytes after a response), ``(cycle, 1)`` (the body of the request in
+        progress), or ``None`` (nothing: idle keep-alive, left to uvicorn's idle timeout, or
+        the whole request is in and the server is answering). Any progress changes it."""
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body:  # even if answered early (401, 413, 503)
+            return (cycle, 1)
+        if self.timeout_keep_alive_task is not None:
+            return None
+        if cycle is None or cycle.response_complete:
+            return (cycle, 0)
+        return None
 
-    def on_headers_complete(self) -> None:
-        self.limits.sheddable.pop(self, None)  # a request in progress is never shed
-        super().on_headers_complete()
+    def sheddable(self) -> bool:
+        """Idle, or still sending its headers (no request of it is being answered)."""
+        if self.transport is None or self.transport.is_closing():
+            return False
+        cycle = self.cycle
+        return self.timeout_keep_alive_task is not None or cycle is None or \
+            cycle.response_complete
 
-    def on_message_complete(self) -> None:
-        self.reading_since = None
-        super().on_message_complete()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if self.timeout_keep_alive_task is not None:  # idle now (no pipelined request)
-            self.limits.sheddable[self] = None
-
-    # --- helpers ------------------------------------------------------------------------------
-    def shed_now(self) -> None:
-        self._uncount()
-        self.reading_since = None
-        self.limits.reading.discard(self)
-        self.transport.close()
-
-    def _uncount(self) -> None:
-        self.limits.sheddable.pop(self, None)
-        if self._counted:
-            self._counted = False
-            self.limits.open -= 1
-
-    def read_timed_out(self, now: float) -> None:
-        if self.transport.is_closing():
-            self.reading_since = None
+    def check_reading(self, now: float, timeout: float) -> None:
+        state = self._reading_state()
+        if state is None or state != self._state:
+            self._state = state
+            self._since = now
+            return
+        if now - self._since < timeout or self.transport.is_closing():
             return
         if self.flow is not None and self.flow.read_paused:
-            self.reading_since = now  # the server stopped reading, not the client
+            self._since = now  # the server stopped reading, not the client: not its fault
             return
         limits = self.limits
         limits.timed_out += 1
         limits.note("timeout", f"closing connections that did not send a whole request within "
-                               f"{limits.read_timeout:g} s ({limits.timed_out} so far)")
+                               f"{timeout:g} s ({limits.timed_out} so far)")
         self.shed_now()
+
+    def shed_now(self) -> None:
+        self._uncount()
+        self.transport.close()
+
+    def _uncount(self) -> None:
+        self.limits.conns.pop(self, None)
+        if self._counted:
+            self._counted = False
+            self.limits.open -= 1
 
 
 def protocol_class(limits: Limits) -> type[GuardedProtocol]:
