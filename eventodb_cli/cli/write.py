@@ -232,8 +232,8 @@ def _write_file(path, resume, batch_size, concurrency, progress, fmt):
             elif getattr(e, "summary", None) is not None:
                 e.message += ("; stdin cannot be resumed" if real is None else
                               "; this run cannot be resumed (its progress was not recorded)")
-            if e.code == "INTERRUPTED" and _signals_interrupt.received == "SIGTERM":
-                e.exit_code = 143
+            if e.code == "INTERRUPTED" and _signals_interrupt.received:
+                e.exit_code = 128 + _signals_interrupt.received  # 143 SIGTERM, 129 SIGHUP
             raise
     what = f"{summary.written} messages were written"
     with output_after_write(what):
@@ -255,7 +255,7 @@ class _signals_interrupt:
     """SIGTERM (and SIGHUP) raise KeyboardInterrupt during a bulk write, as Ctrl-C does, so the
     run ends between two statements and says what it wrote."""
 
-    received: str | None = None
+    received: int | None = None  # the signal number, when one arrived
 
     def __enter__(self):
         import signal
@@ -266,7 +266,7 @@ class _signals_interrupt:
             return self
 
         def handler(signum, frame):
-            type(self).received = signal.Signals(signum).name
+            type(self).received = int(signum)
             raise KeyboardInterrupt
 
         for sig in (signal.SIGTERM, signal.SIGHUP):
