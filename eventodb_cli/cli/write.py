@@ -262,6 +262,7 @@ class _signals_interrupt:
         import threading
 
         self._old = {}
+        type(self).received = None
         if threading.current_thread() is not threading.main_thread():
             return self
 
