@@ -225,22 +225,30 @@ def test_on_error_stop_keeps_the_position_at_the_failed_message(tmp_path):
         for m in msgs:
             h.handle(m)
             h.taken()
-        h.flush()
-        h.drain(5.0)
     assert e.value.exit_code == 1
-    assert f"at global position {msgs[120].global_position}" in e.value.message
-    # raised once: the consumer's final flush/drain/taken then run through and save
+    assert e.value.message == h.stopped
+    assert (f"message {msgs[120].id} at global position {msgs[120].global_position} "
+            "(2 attempts): boom; stopping at it") in e.value.message
+    assert h.reader_gone()  # an idle --follow loop ends too
+    # only handle() raises: the consumer's final flush/drain/taken run through and save
     h.flush()
-    h.drain(0.1)
+    assert h.drain(5.0) is False
     assert h.taken() == 120
+    with pytest.raises(HandlerStopped):
+        h.check()  # what consume calls after the run
     h.close()
 
 
 def test_a_handler_that_always_dies_ends_by_on_error(tmp_path):
     h = PipeHandler("exit 7", retries=2, backoff=0.01, log=lambda t: None)
     t0 = time.monotonic()
+    feed_until_stop = messages(5)
+    for m in feed_until_stop:
+        h.handle(m)
+    h.flush()
+    assert h.drain(5.0) is False  # the end of a run: every message settled or a stop
     with pytest.raises(HandlerStopped, match="exit status 7"):
-        feed(h, messages(5))
+        h.check()
     assert h.starts == 3 and h.failures == 3
     assert time.monotonic() - t0 < 5
     # with skip, each message goes the same way and the consumer moves on

@@ -25,9 +25,11 @@ in order (acknowledged, or failed and skipped): the position moves only past tho
 - An error answer is retried: the message is sent again after ``backoff``, then twice that, and
   so on, ``retries`` times; it goes out after the messages already sent, so a handler can see up
   to ``window - 1`` later messages before the retry of a failed one. Then ``on_error``:
-  ``skip`` logs it and counts it as taken; ``stop`` raises ``HandlerStopped`` (exit 1) once, and
-  the position stays AT the failed message (later messages acknowledged meanwhile are handed over
-  again by the next run).
+  ``skip`` logs it and counts it as taken; ``stop`` ends the consumer with ``HandlerStopped``
+  (exit 1) and the position stays AT the failed message (later messages acknowledged meanwhile
+  are handed over again by the next run). Only ``handle()`` raises it, so the consumer's final
+  flush, drain and save run as usual; ``reader_gone()`` turns true so that an idle ``--follow``
+  loop ends too, and ``check()`` raises it after the run (what ``consume`` calls).
 - A handler that dies (exits, crashes, closes its stdout or stdin) is restarted, and the new
   process gets every message the old one had not answered, in order. A restart is immediate when
   the dead process had answered something; otherwise it waits ``backoff`` (doubling) and the
@@ -56,7 +58,7 @@ from ..errors import EXIT_FAILED, EventoError
 # states of a message between handed over and settled (ACKED and SKIPPED are settled)
 SENT, WAIT, ACKED, SKIPPED = 0, 1, 2, 3
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL of a handler being ended
-CLOSE_GRACE = 5.0  # seconds a handler has to exit after its stdin is closed
+CLOSE_GRACE = 5.0  # seconds a handler has to exit after its stdin is closed (1 s after a signal)
 MAX_AHEAD_BYTES = 16 << 20  # unsettled bytes ahead (the window in bytes, for large messages)
 WRITE_AHEAD = 65536  # buffered bytes that are written at once, without waiting for a flush()
 
@@ -143,7 +145,6 @@ class PipeHandler:
         self._restart_at = 0.0  # the next process may start then
         self._retry: list[tuple[float, _Entry]] = []  # error answers waiting for their backoff
         self._stopped: str | None = None
-        self._raised = False
         self._interrupted = False
         self.acked = 0
         self.failed = 0  # skipped after the retries
@@ -154,11 +155,11 @@ class PipeHandler:
     def handle(self, m: Message) -> None:
         """Hand ``m`` over (buffered; written once ``WRITE_AHEAD`` bytes wait, or at flush()).
         Waits only while ``window`` messages are unsettled."""
-        self._check()
+        self.check()
         while (len(self._q) >= self.window or self._qbytes >= MAX_AHEAD_BYTES) and \
                 self._waiting():
             self._io(0.1)
-            self._check()
+            self.check()
         e = _Entry((m.to_json() + "\n").encode("utf-8"), m)
         self._seq += 1
         self._q.append(e)
@@ -176,18 +177,14 @@ class PipeHandler:
 
     def taken(self) -> int:
         """Messages settled in order: acknowledged, or failed and skipped."""
-        self._check()
         if self._q:
             self._io(0)
-            self._check()
         return self._done
 
     def flush(self) -> None:
         """Write what is buffered (reading answers meanwhile); does not wait for answers."""
-        self._check()
         while self._out and self._proc is not None and self._waiting():
             self._io(0.1)
-        self._check()
 
     def drain(self, timeout: float, on_progress=None) -> bool:
         """Wait until every message handed over is settled, then True. Without an interruption
@@ -203,14 +200,25 @@ class PipeHandler:
             self._io(0.1)
             if self._done != before and on_progress is not None:
                 on_progress()
-        self._check()
         return not self._q
 
     def reader_gone(self) -> bool:
-        return False  # a dead handler is restarted, never a reason to end quietly
+        """True once a message failed for good with ``on_error="stop"`` (a dead handler is
+        restarted, never a reason to end)."""
+        return self._stopped is not None
 
     def discard(self) -> None:
         pass
+
+    @property
+    def stopped(self) -> str | None:
+        """Why the handler stopped for good (``on_error="stop"``), else None."""
+        return self._stopped
+
+    def check(self) -> None:
+        """Raise ``HandlerStopped`` when a message failed for good with ``on_error="stop"``."""
+        if self._stopped is not None:
+            raise HandlerStopped(self._stopped)
 
     def _waiting(self) -> bool:
         """Whether a wait for the handler may go on (not stopped, not interrupted)."""
@@ -221,12 +229,15 @@ class PipeHandler:
         """SIGINT/SIGTERM: stop waiting for the window; drain() waits at most its timeout."""
         self._interrupted = True
 
-    def close(self, grace: float = CLOSE_GRACE, kill_grace: float = KILL_GRACE) -> None:
-        """End the handler: close its stdin, give it ``grace`` seconds to exit, then SIGTERM its
-        process group, and SIGKILL after ``kill_grace`` seconds. (Answers it still writes are
-        read and dropped: the position was saved before.)"""
+    def close(self, grace: float | None = None, kill_grace: float = KILL_GRACE) -> None:
+        """End the handler: close its stdin, give it ``grace`` seconds to exit (default
+        ``CLOSE_GRACE``, 1 s after ``interrupt()``: what it still works on is handed over again
+        anyway), then SIGTERM its process group, and SIGKILL after ``kill_grace`` seconds.
+        (Answers it still writes are read and dropped: the position was saved before.)"""
         if self._proc is None:
             return
+        if grace is None:
+            grace = 1.0 if self._interrupted else CLOSE_GRACE
         self._stdin.close()
         self._out.clear()
         deadline = time.monotonic() + grace
@@ -240,11 +251,6 @@ class PipeHandler:
         self._end_process(kill_grace)
 
     # --- the process ----------------------------------------------------------------------------
-    def _check(self) -> None:
-        if self._stopped is not None and not self._raised:
-            self._raised = True
-            raise HandlerStopped(self._stopped)
-
     def _maybe_start(self) -> None:
         """Start a process when one is due and some message waits for it; it gets every unsettled
         message not waiting for a retry, in order."""
@@ -385,7 +391,7 @@ class PipeHandler:
             self._settle()
         else:
             self._stopped = (f"handler failed message {e.id} at global position {e.gpos} "
-                             f"{tries} times ({why}): stopping at it (--on-error stop)")
+                             f"({tries} attempts): {why}; stopping at it (--on-error stop)")
 
     def _settle(self) -> None:
         q = self._q
