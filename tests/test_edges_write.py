@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import uuid
 
 import pytest
@@ -353,3 +354,19 @@ def test_server_write_goes_on_when_progress_cannot_be_recorded(cli, server, tmp_
             "--format", "json")
     assert r.exit_code == 0 and r.json()["written"] == 12, r
     assert r.stderr.count("warning: cannot record the progress") == 1
+
+
+def test_old_state_files_of_server_runs_are_pruned(cli, server, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    d = tmp_path / "state" / "eventodb" / "write-resume"
+    d.mkdir(parents=True)
+    old, recent = d / "0000000000000000.json", d / "1111111111111111.json"
+    for p in (old, recent):
+        p.write_text("{}")
+    os.utime(old, (time.time() - 100 * 86400,) * 2)
+    f = tmp_path / "in.ndjson"
+    _file(f, 3)
+    r = cli("write", "--file", f, "--url", server.url, "--token", server.token)
+    assert r.exit_code == 0, r
+    names = sorted(p.name for p in d.iterdir())
+    assert old.name not in names and recent.name in names and len(names) == 2

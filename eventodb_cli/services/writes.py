@@ -153,12 +153,32 @@ class _FileTracker:
                 self.warn(f"cannot record the progress of {self.file} in {self.path} "
                           f"({e.strerror}): this run cannot be resumed")
 
-    start = finish = _save
+    start = _save
+
+    def finish(self, record: dict) -> None:
+        self._save(record)
+        _prune(os.path.dirname(self.path))
 
     def write(self, batch, record: dict, existing_ok: bool):
         results = self.store.write_batch(batch, existing_ok=existing_ok)
         self._save(record)
         return results
+
+
+STATE_DAYS = 90  # state files of server runs untouched this long are removed
+
+
+def _prune(directory: str) -> None:
+    """Remove state files not updated for ``STATE_DAYS`` (a finished run's record only serves a
+    later --resume of the same file, e.g. one appended to)."""
+    cutoff = time.time() - STATE_DAYS * 86400
+    try:
+        with os.scandir(directory) as it:
+            for entry in it:
+                if entry.name.endswith(".json") and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+    except OSError:
+        pass
 
 
 def _resumable(tracker) -> bool:
