@@ -87,8 +87,7 @@ def consume(category, member, size, checkpoint, group, position_every, force_siz
     import signal
 
     from ..errors import UsageError
-    from ..services.consumer import (Consumer, ConsumerOptions, ExecHandler, PrintHandler,
-                                     serve_health)
+    from ..services.consumer import Consumer, ConsumerOptions, ExecHandler, PrintHandler
 
     check_group(member, size)
     if not (math.isfinite(poll_interval) and 0 < poll_interval <= 86400):
@@ -132,6 +131,7 @@ def consume(category, member, size, checkpoint, group, position_every, force_siz
             consumer = Consumer(store, opts, handler, ledger=ledger, keeper=keeper)
             httpd = None
             if health_port is not None:
+                from ..services.consumer_health import serve_health
                 from ..store.resolve import open_store
 
                 from .common import get_target
