@@ -3,10 +3,12 @@ ledger and follow mode. Written once against the Store interface.
 
 The loop (the seed's CheckpointedConsumer and RealtimeConsumer, done carefully):
 
-1. Load the checkpoint: the NEXT global position to read (absent: ``from_position``, default 1).
+1. Load the position through the keeper: a checkpoint file (services/checkpoints.py) or, with
+   ``--group``, a position stream in the store (services/consumer_positions.py), as the NEXT
+   global position to read (absent: ``from_position``, default 1).
 2. Read ``category_get(category, position, batch_size, member=M, size=N)``; hand each message to
-   the handler; after the batch, save ``last handled gpos + 1`` atomically
-   (services/checkpoints.py) and flush the handler's output.
+   the handler; after the batch, flush the handler's output and save the position past the
+   messages the handler has TAKEN (services/delivery.py: on a pipe, what its reader has read).
 3. A short batch means caught up. Without ``follow``, stop. With it, wait for a wake-up and read
    again from the own position: on a server (a store with ``pokes``) an SSE poke on the category
    wakes the loop, with a fallback read every ``10 x poll_interval`` (pokes can be dropped or
@@ -18,7 +20,7 @@ The loop (the seed's CheckpointedConsumer and RealtimeConsumer, done carefully):
 A failing handler is retried ``retries`` times with exponential backoff; then ``on_error="stop"``
 saves the checkpoint AT the failed message (it is the next one to read) and returns exit code 1,
 ``"skip"`` logs it and moves on. With a ledger, ids already handled are skipped and each id is
-recorded right after its handler succeeds, so a kill repeats at most the message in flight.
+recorded once the handler has taken it, so a kill repeats at most the message in flight.
 ``request_stop()`` (SIGINT/SIGTERM) finishes the current message, saves and returns 0.
 """
 
