@@ -319,3 +319,19 @@ def test_large_messages_are_bounded_in_bytes_too(tmp_path, monkeypatch):
     assert feed(h, msgs, every=watch)[-1] == 60
     h.close()
     assert peak < 4000 + 1200  # one message past the bound at most
+
+
+def test_an_endless_answer_line_is_a_protocol_error(tmp_path, monkeypatch):
+    from eventodb_cli.services import pipehandler
+
+    monkeypatch.setattr(pipehandler, "MAX_ANSWER", 1000)
+    logs = []
+    marker = tmp_path / "second"
+    # the first process writes 5,000 bytes without a newline; the next one answers properly
+    cmd = (f"if [ -e {marker} ]; then while read -r l; do echo ok; done; else touch {marker}; "
+           f"head -c 5000 /dev/zero | tr '\\0' x; sleep 5; fi")
+    h = PipeHandler(cmd, window=10, backoff=0.01, log=logs.append)
+    assert feed(h, messages(20))[-1] == 20
+    h.close()
+    assert h.starts == 2 and h.failures == 1
+    assert any("an answer of more than 1000 bytes" in t for t in logs)
