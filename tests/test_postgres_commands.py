@@ -167,14 +167,12 @@ def test_server_version_and_health_methods(pair):
         assert s.server_health()["status"] == "ok"
 
 
-@pytest.mark.xfail(reason="cli/server.py opens targets with require_remote, which builds a "
-                          "RemoteStore for any URL: it needs to hand postgresql:// URLs to "
-                          "open_postgres (reported to the lead)", strict=False)
 def test_server_version_and_health_cli(cli, pair):
     _, mdb, _ = pair
-    r = cli("server", "version", *mdb)
+    r = cli("server", "version", "-o", "table", *mdb)
     assert r.exit_code == 0 and r.stdout.strip() == "1.3.0", r
-    r = cli("server", "health", *mdb)
+    assert cli("server", "version", "-o", "json", *mdb).json()["server"] == "messagedb"
+    r = cli("server", "health", "-o", "table", *mdb)
     assert r.exit_code == 0 and r.stdout.strip() == "ok", r
 
 

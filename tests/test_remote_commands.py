@@ -62,7 +62,9 @@ def test_ns_list_and_streams_paging(cli, server, ns_token):
     T = ["--url", server.url, "--token", ns_token]
     with RemoteStore(server.url, ns_token) as s:
         s.write_batch([new_message(f"page-{i:02d}", "T", {}) for i in range(25)])
-    rows = cli("ns", "list", "-o", "ndjson", *T).ndjson()
+    # ns list is the admin's (the default namespace's token); a tenant gets 403
+    assert cli("ns", "list", *T).exit_code == 5
+    rows = cli("ns", "list", "-o", "ndjson", "--url", server.url, "--token", server.token).ndjson()
     assert "default" in {r["namespace"] for r in rows}
     one = cli("ns", "streams", "--limit", "10", "-o", "ndjson", *T).ndjson()
     assert [r["stream"] for r in one] == [f"page-{i:02d}" for i in range(10)]

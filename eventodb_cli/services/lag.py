@@ -57,6 +57,10 @@ def count_share(store: Store, category: str, member: int, size: int, position: i
     cost is bounded by the cap, not by the backlog."""
     if head is None:
         return ShareLag(0, True, None)
+    fast = getattr(store, "share_lag", None)  # one SQL count (Message DB), same answer
+    if fast is not None:
+        n, oldest = fast(category, member, size, max(position, 1) - 1, head)
+        return ShareLag(min(n, cap), n <= cap, oldest)
     pos = max(position, 1)
     counted = 0
     oldest = None

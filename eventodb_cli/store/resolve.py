@@ -324,6 +324,10 @@ def open_store(target: Target, *, create: bool = False) -> Store:
 def require_remote(target: Target, what: str):
     """Open a RemoteStore, or raise a usage error naming the command that needs a server."""
     t = resolve_target(target)
+    if is_postgres_url(t.url):  # Message DB answers server version/health itself;
+        from .postgres import open_postgres  # ns commands are refused by the store
+
+        return open_postgres(t)
     if not t.url:
         raise UsageError(f"{what} needs a server: give --url URL (and --token), or a server "
                          f"profile (the target is the local store {t.store}, from {t.origin})")
