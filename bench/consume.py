@@ -151,8 +151,8 @@ def main() -> None:
     plain = min(plain_runs)
     rows = [("category get --all (ndjson)", "-", plain, 1.0)]
     if pipe_runs:
-        rows.append(("category get --all (ndjson) | the same handler, answers to /dev/null "
-                     "(the reference of the --pipe rows)", "-", min(pipe_runs), 1.0))
+        rows.append(("category get --all (ndjson) piped into the same handler, answers to "
+                     "/dev/null (the reference of the --pipe rows)", "-", min(pipe_runs), 1.0))
     for i, (name, bs, _extra) in enumerate(variants):
         rows.append((name, str(bs), min(runs[i]), statistics.median(ratios[i])))
 
