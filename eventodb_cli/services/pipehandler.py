@@ -156,22 +156,30 @@ class PipeHandler:
     def handle(self, m: Message) -> None:
         """Hand ``m`` over (buffered; written once ``WRITE_AHEAD`` bytes wait, or at flush()).
         Waits only while ``window`` messages are unsettled."""
-        self.check()
+        if self._stopped is not None:
+            self.check()
+        if len(self._q) >= self.window or self._qbytes >= MAX_AHEAD_BYTES:
+            self._wait_for_room()
+        line = (m.to_json() + "\n").encode("utf-8")
+        e = _Entry(line, m)
+        self._seq += 1
+        self._q.append(e)
+        self._qbytes += len(line)
+        if self._proc is None:
+            self._maybe_start()
+        else:
+            out = self._out
+            out += line
+            self._expect.append(e)
+            if len(out) >= WRITE_AHEAD:
+                self._io(0)
+
+    def _wait_for_room(self) -> None:
+        """Wait while the window is full (not after an interruption)."""
         while (len(self._q) >= self.window or self._qbytes >= MAX_AHEAD_BYTES) and \
                 self._waiting():
             self._io(0.1)
             self.check()
-        e = _Entry((m.to_json() + "\n").encode("utf-8"), m)
-        self._seq += 1
-        self._q.append(e)
-        self._qbytes += len(e.line)
-        if self._proc is None:
-            self._maybe_start()
-        else:
-            self._out += e.line
-            self._expect.append(e)
-            if len(self._out) >= WRITE_AHEAD:
-                self._io(0)
 
     def offset(self) -> int:
         return self._seq
