@@ -60,8 +60,8 @@ SENT, WAIT, ACKED, SKIPPED = 0, 1, 2, 3
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL of a handler being ended
 CLOSE_GRACE = 5.0  # seconds a handler has to exit after its stdin is closed (1 s after a signal)
 MAX_AHEAD_BYTES = 16 << 20  # unsettled bytes ahead (the window in bytes, for large messages)
-WRITE_AHEAD = 65536
-MAX_ANSWER = 1 << 20  # an answer line longer than this is a protocol error  # buffered bytes that are written at once, without waiting for a flush()
+WRITE_AHEAD = 65536  # buffered bytes that are written at once, without waiting for a flush()
+MAX_ANSWER = 1 << 20  # an answer line longer than this is a protocol error
 
 
 class HandlerStopped(EventoError):
