@@ -46,8 +46,8 @@ def no_color() -> bool:
 
 
 def console(stderr: bool = False):
-    """A rich console (progress bars, other commands' tables). Data shown through it must be
-    escaped with ``markup_safe``; a reader that goes away raises BrokenPipeError (cli/main.py
+    """A rich console (progress bars, other commands' tables). It parses no markup and escapes
+    control characters in every string it renders (``safe_text``); a reader that goes away raises BrokenPipeError (cli/main.py
     ends the command quietly), not rich's own ``SystemExit(1)``."""
     from rich.console import Console
 
@@ -56,11 +56,15 @@ def console(stderr: bool = False):
             self.quiet = True
             raise BrokenPipeError(32, "Broken pipe")
 
+        def render_str(self, text: str, **kw):
+            # every string a table or print shows: no markup parsed, control characters escaped
+            return super().render_str(safe_text(text), **kw)
+
     stream = sys.stderr if stderr else sys.stdout
     # on a terminal rich fits the screen; into a pipe or file a table keeps its natural width
     width = None if stream.isatty() else 10_000
     return _Console(stderr=stderr, no_color=no_color(), highlight=False, soft_wrap=False,
-                    width=width)
+                    width=width, markup=False)
 
 
 # --- what a terminal is shown -------------------------------------------------------------------

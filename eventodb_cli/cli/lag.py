@@ -139,6 +139,7 @@ def _emit(report: dict, fmt: str) -> None:
 
 def _table(report: dict):
     from rich.table import Table
+    from rich.text import Text
 
     grouped = "group" in report
     head = report["head"]
@@ -171,7 +172,7 @@ def _table(report: dict):
         row = [str(m["member"]), pos, msgs]
         if not grouped:
             row.append(str(m["lagPositions"]))
-        row += [f"{m['lagSeconds']:.1f}", saved, f"[{colour[m['status']]}]{m['status']}[/]"]
+        row += [f"{m['lagSeconds']:.1f}", saved, Text(m["status"], style=colour[m["status"]])]
         t.add_row(*row)
     if not grouped and any(not m["checkpoint"] for m in report["members"]):
         t.caption = "* no checkpoint of this size: missing, counted from position 1"
