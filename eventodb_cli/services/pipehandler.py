@@ -149,6 +149,7 @@ class PipeHandler:
         self._interrupted = False
         self.acked = 0
         self.failed = 0  # skipped after the retries
+        self.skipped_ids: set[str] = set()  # failed and skipped, not yet past the ledger
         self.failures = 0  # failed attempts: error answers, protocol errors, deaths
         self.starts = 0  # processes started
 
@@ -395,6 +396,7 @@ class PipeHandler:
         if self.on_error == "skip":
             e.state = SKIPPED
             self.failed += 1
+            self.skipped_ids.add(e.id)
             self._log(f"skipping message {e.id} at global position {e.gpos} after {tries} "
                       f"attempts (--on-error skip): {why}")
             self._settle()
@@ -517,3 +519,23 @@ class PipeHandler:
                 if self._stopped is not None:
                     return
                 self._settle()
+
+
+class SkipAwareLedger:
+    """The idempotency ledger (services/ledger.py) as ``consume --pipe`` uses it: the consumer
+    records every message the handler settled, and this leaves out the ones it failed and
+    skipped, so that, as with ``--exec``, only handled messages are in the ledger."""
+
+    def __init__(self, ledger, handler: PipeHandler):
+        self._ledger = ledger
+        self._handler = handler
+
+    def record(self, message_id: str, global_position: int) -> None:
+        skipped = self._handler.skipped_ids
+        if message_id in skipped:
+            skipped.discard(message_id)
+            return
+        self._ledger.record(message_id, global_position)
+
+    def __getattr__(self, name):
+        return getattr(self._ledger, name)
