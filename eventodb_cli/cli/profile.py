@@ -41,7 +41,8 @@ def profile_add(name, url, token, token_file, store, timeout, description, use_i
     """Save a profile NAME (the first profile saved becomes the current one)."""
     from ..store import profiles as P
 
-    from ..store.resolve import check_server_url, check_store_path, split_url_credentials
+    from ..store.resolve import (check_server_url, check_store_path, is_postgres_url,
+                                 split_postgres_password, split_url_credentials)
 
     for flag, value in (("--url", url), ("--token", token), ("--token-file", token_file),
                         ("--store", store)):
@@ -51,7 +52,13 @@ def profile_add(name, url, token, token_file, store, timeout, description, use_i
         token = sys.stdin.readline().strip()
         if not token:
             raise UsageError("--token -: no token on stdin")
-    if url:
+    if url and is_postgres_url(url):
+        # Message DB: the password becomes the profile's token (store/postgres.py reads it),
+        # libpq checks the rest of the URL when the profile is used
+        url, password = split_postgres_password(url)
+        if password and not token and not token_file:
+            token = password
+    elif url:
         # a token in the URL (user:TOKEN@ or ?token=) is kept as the profile's token, never in
         # the URL that 'profile list' shows
         clean, url_token = split_url_credentials(url)

@@ -150,13 +150,24 @@ def _shown_url(url: str | None) -> str | None:
     """A profile's URL without any token in it (a config written by hand may hold one)."""
     if not url:
         return url
-    from .resolve import split_url_credentials
+    from .resolve import is_postgres_url, split_postgres_password, split_url_credentials
 
+    if is_postgres_url(url):
+        clean, password = split_postgres_password(url)
+        return clean if password is None else clean.replace("@", ":***@", 1)
     try:
         clean, token = split_url_credentials(url)
         return clean if token else url
     except UsageError:
         return "(malformed URL)"
+
+
+def _kind(url: str | None) -> str:
+    if not url:
+        return "local"
+    from .resolve import is_postgres_url
+
+    return "messagedb" if is_postgres_url(url) else "server"
 
 
 def describe(name: str, prof: dict, current: str | None) -> dict:
@@ -169,7 +180,7 @@ def describe(name: str, prof: dict, current: str | None) -> dict:
     return {
         "name": name,
         "current": name == current,
-        "kind": "server" if prof.get("url") else "local",
+        "kind": _kind(prof.get("url")),
         "target": _shown_url(prof.get("url")) or prof.get("store"),
         "token": token_src,
         "timeout": prof.get("timeout"),

@@ -303,6 +303,19 @@ def is_postgres_url(url: str | None) -> bool:
     return bool(url) and url.lower().startswith(POSTGRES_SCHEMES)
 
 
+def split_postgres_password(url: str) -> tuple[str, str | None]:
+    """``postgresql://u:PW@h/db`` -> (``postgresql://u@h/db``, ``PW``) (percent-decoded): a
+    profile keeps a Message DB password as its token, never in the URL it shows."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url, None
+    user, _, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=f"{user}@{hostport}")), unquote(password) or None
+
+
 def open_store(target: Target, *, create: bool = False) -> Store:
     """Open the store the target names: a LocalStore, a RemoteStore for a server, or a
     PostgresStore for Message DB. ``create`` only for writes: reads never create a local store
