@@ -7,8 +7,6 @@ A plain ASGI callable on uvicorn (httptools): five fixed paths need no router, a
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qsl
 
