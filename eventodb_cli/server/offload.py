@@ -6,8 +6,8 @@ hold Python's GIL for about a second each; in a worker thread they would stall t
 ``forkserver``) runs ``prepare`` for bodies over ``admission.SMALL`` bytes: the envelope is
 decoded and checked with the same functions as on the event loop, a ``stream.write`` comes back
 as its ``NewMessage`` (canonical JSON text, id chosen), an envelope or argument error as its
-answer, and any other method as its decoded request (dispatched in a thread as before). Large bodies are
-already admitted one at a time by the memory budget, so one helper is enough.
+answer, and any other method as its decoded request (dispatched in a thread as before).
+Large bodies are already admitted one at a time by the memory budget: one helper is enough.
 """
 
 from __future__ import annotations
