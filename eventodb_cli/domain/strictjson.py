@@ -82,10 +82,6 @@ def check_value(value: Any) -> None:
             stack.extend(v)
 
 
-def _after(text: str, value: Any) -> Any:
-    if _SURROGATE_ESCAPE.search(text):
-        check_value(value)
-    return value
 
 
 def loads(text: str | bytes) -> Any:
@@ -101,7 +97,9 @@ def loads(text: str | bytes) -> Any:
 def raw_decode(text: str, idx: int = 0) -> tuple[Any, int]:
     """``JSONDecoder.raw_decode``, strict (trailing text is the caller's business)."""
     value, end = _decoder.raw_decode(text, idx)
-    return _after(text[idx:end], value), end
+    if _SURROGATE_ESCAPE.search(text, idx, end):  # no copy of a (maybe 90 MiB) body
+        check_value(value)
+    return value, end
 
 
 def error_text(e: ValueError) -> str:
