@@ -271,7 +271,7 @@ def test_server_conflict_mid_batch_counts_what_landed_and_resume_finishes(cli, t
     lines[1200] = json.dumps({"stream": "res-0", "type": "T", "data": {"i": 1200},
                               "expectedVersion": 5})
     f.write_text("\n".join(lines) + "\n")
-    r = cli("write", "--file", f, *flags)
+    r = cli("write", "--file", f, "--batch-size", 1000, *flags)
     assert r.exit_code == 3, r
     err = r.stderr.strip()
     assert len(err.splitlines()) == 1 and "line 1201" in err and "before it" not in err
@@ -286,7 +286,7 @@ def test_server_conflict_mid_batch_counts_what_landed_and_resume_finishes(cli, t
             assert f"{landed - 1000} of lines 1001-1500" in err and "not written: lines" in err
     assert "eventodb write --file" in err and "--resume" in err
     f.write_text(f.read_text().replace(', "expectedVersion": 5', ""))
-    r = cli("write", "--file", f, "--resume", *flags, "--format", "json")
+    r = cli("write", "--file", f, "--resume", "--batch-size", 1000, *flags, "--format", "json")
     assert r.exit_code == 0, r
     _is(read, 1500)
     for k in range(40):  # file order per stream

@@ -69,7 +69,9 @@ def _check_exactly_once(messages, n: int, said) -> None:
 
 
 def test_resume_after_sigkill_local_store_10_times(tmp_path):
-    n = 40_000
+    # bulk runs write tens of thousands of lines a second (issue 12): enough lines that the
+    # kills land mid-run
+    n = 250_000
     f = tmp_path / "lines.ndjson"
     _make_file(f, n)
     store = str(tmp_path / "s.db")

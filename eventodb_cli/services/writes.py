@@ -24,6 +24,7 @@ starts a fresh run; a finished record of the same file writes only lines appende
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -216,7 +217,7 @@ class Interrupted(EventoError):
 def write_ndjson(
     store: Store,
     lines: Iterable[bytes | str],
-    batch_size: int = 1000,
+    batch_size: int = 10_000,
     on_progress: Callable[[int, int], None] | None = None,
     *,
     file: str | None = None,
@@ -308,56 +309,58 @@ def write_ndjson(
         if on_progress:
             on_progress(nbytes, summary.written)
 
-    try:
-        if tracker is not None and not (resume and prev is not None):
-            tracker.start(record(0))
-        lineno = 0
-        for lineno, line in enumerate(lines, 1):
-            nbytes += len(line)
-            if lineno <= skip:
-                hasher.update(line if isinstance(line, bytes) else line.encode("utf-8"))
-                if lineno == skip:
-                    _check_prefix(prev, nbytes, hasher, file)
-                continue
+    bulk = getattr(store, "bulk_writes", None)  # a local store: durable at the end
+    with bulk() if bulk is not None else contextlib.nullcontext():
+        try:
+            if tracker is not None and not (resume and prev is not None):
+                tracker.start(record(0))
+            lineno = 0
+            for lineno, line in enumerate(lines, 1):
+                nbytes += len(line)
+                if lineno <= skip:
+                    hasher.update(line if isinstance(line, bytes) else line.encode("utf-8"))
+                    if lineno == skip:
+                        _check_prefix(prev, nbytes, hasher, file)
+                    continue
+                if tracker is not None:
+                    hasher.update(line if isinstance(line, bytes) else line.encode("utf-8"))
+                if not line.strip():
+                    continue
+                try:
+                    rec = strictjson.loads(line)
+                except ValueError as e:  # malformed, not UTF-8, NaN/Infinity, 1e999, lone surrogate
+                    _bad_line(lineno, f"invalid JSON: {strictjson.error_text(e)}", summary,
+                              batch_lines, _resumable(tracker))
+                try:
+                    m = new_message_from_record(rec)
+                except ValueError as e:
+                    _bad_line(lineno, str(e), summary, batch_lines, _resumable(tracker))
+                if derive and not m.id:
+                    m = m._replace(id=derived_id(salt, lineno))
+                batch.append(m)
+                batch_lines.append(lineno)
+                if len(batch) >= batch_size:
+                    flush(lineno)
+            flush(lineno)
             if tracker is not None:
-                hasher.update(line if isinstance(line, bytes) else line.encode("utf-8"))
-            if not line.strip():
-                continue
-            try:
-                rec = strictjson.loads(line)
-            except ValueError as e:  # malformed, not UTF-8, NaN/Infinity, 1e999, lone surrogate
-                _bad_line(lineno, f"invalid JSON: {strictjson.error_text(e)}", summary,
-                          batch_lines, _resumable(tracker))
-            try:
-                m = new_message_from_record(rec)
-            except ValueError as e:
-                _bad_line(lineno, str(e), summary, batch_lines, _resumable(tracker))
-            if derive and not m.id:
-                m = m._replace(id=derived_id(salt, lineno))
-            batch.append(m)
-            batch_lines.append(lineno)
-            if len(batch) >= batch_size:
-                flush(lineno)
-        flush(lineno)
-        if tracker is not None:
-            summary.lines_done = max(lineno, summary.lines_done)
-            tracker.finish(record(summary.lines_done, done=True))
-    except KeyboardInterrupt as e:
-        partial = getattr(e, "batch_results", None)
-        if partial:
-            done = [r for r in partial if r is not None]
-            _account(summary, done)
-            summary.partial = [ln for ln, r in zip(batch_lines, partial) if r is not None]
-        if isinstance(tracker, _LocalTracker):  # what the store committed, exactly
-            got = tracker.load()
-            if got is not None and got["salt"] == salt and got["lines"] > summary.lines_done:
-                summary.written = got["written"] - base  # committed just before the signal
-                summary.lines_done = got["lines"]
-                batch_lines = [ln for ln in batch_lines if ln > got["lines"]]
-        err = Interrupted(f"interrupted: {describe_written(summary, batch_lines)}")
-        err.summary = summary
-        err.resumable = _resumable(tracker)
-        raise err from None
+                summary.lines_done = max(lineno, summary.lines_done)
+                tracker.finish(record(summary.lines_done, done=True))
+        except KeyboardInterrupt as e:
+            partial = getattr(e, "batch_results", None)
+            if partial:
+                done = [r for r in partial if r is not None]
+                _account(summary, done)
+                summary.partial = [ln for ln, r in zip(batch_lines, partial) if r is not None]
+            if isinstance(tracker, _LocalTracker):  # what the store committed, exactly
+                got = tracker.load()
+                if got is not None and got["salt"] == salt and got["lines"] > summary.lines_done:
+                    summary.written = got["written"] - base  # committed just before the signal
+                    summary.lines_done = got["lines"]
+                    batch_lines = [ln for ln in batch_lines if ln > got["lines"]]
+            err = Interrupted(f"interrupted: {describe_written(summary, batch_lines)}")
+            err.summary = summary
+            err.resumable = _resumable(tracker)
+            raise err from None
     summary.seconds = time.perf_counter() - started
     return summary
 
