@@ -28,7 +28,19 @@ import time
 import uuid
 from typing import Any, Iterable, Iterator, Sequence
 
-import httpx
+# httpx's __init__ imports httpx._main, its own command line client, which pulls in rich and
+# click's extras (~80 ms of a ~200 ms import); a None in sys.modules makes that import fail and
+# httpx falls back to a stub ``main`` (httpx/__init__.py: ``except ImportError``). Startup is a
+# feature (DESIGN.md): every remote command pays this import.
+if "httpx" not in sys.modules:
+    _had_main = "httpx._main" in sys.modules
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[assignment]
+    import httpx
+
+    if not _had_main and sys.modules.get("httpx._main", 0) is None:
+        del sys.modules["httpx._main"]
+else:
+    import httpx
 
 from .. import __version__
 from ..domain.message import AlreadyWritten, Message, NewMessage, WriteResult
@@ -46,6 +58,15 @@ _BEARER = re.compile(r"(Bearer\s+)\S+", re.I)
 _ANY_TOKEN = re.compile(r"\bns_[A-Za-z0-9_-]*_[0-9A-Fa-f]{64}\b")
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _dump_str = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _mask_token(text: str, token: str) -> str:
+    """``text`` with the token as ``***``. A token of 8 characters or more is masked wherever
+    it occurs; a shorter one only where it stands alone (not inside a word), so ``--token t``
+    leaves ``cannot connect`` readable while ``t`` itself is never printed."""
+    if len(token) >= 8:
+        return text.replace(token, "***")
+    return re.sub(r"(?<![\w-])" + re.escape(token) + r"(?![\w-])", "***", text)
 
 
 def namespace_of_token(token: str | None) -> str | None:
@@ -124,6 +145,9 @@ class RemoteStore(Store):
                         headers["Authorization"] = f"Bearer {self._token}"
                     self._client = httpx.Client(
                         base_url=self.url, headers=headers, transport=self._transport,
+                        # plain http:// has no TLS to verify: without this httpx loads the
+                        # certifi bundle into an SSL context (~50 ms) it never uses
+                        verify=not self.url.lower().startswith("http://"),
                         timeout=httpx.Timeout(self.timeout),
                         limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
                     )
@@ -136,7 +160,7 @@ class RemoteStore(Store):
 
     def _redact(self, text: str) -> str:
         if self._token:
-            text = text.replace(self._token, "***")
+            text = _mask_token(text, self._token)
         text = _TOKEN_PARAM.sub(r"\1***", text)
         text = _BEARER.sub(r"\1***", text)
         return _ANY_TOKEN.sub("***", text)
