@@ -312,7 +312,10 @@ def test_sse_cut_mid_stream_resumes_without_gap_or_repeat(server, ns_token, kind
     key = "position" if kind == "stream" else "globalPosition"
     expect = [r.position if kind == "stream" else r.global_position for r in written]
     assert [p[key] for p in got] == expect  # every poke, in order, exactly once
-    assert proxy.cuts >= 3 and len(connects) > proxy.cuts  # really cut, and reconnected
+    # really cut, and reconnected after every cut but perhaps the last: a replay the server
+    # sends after the catch-up read already delivered the 40th poke can be cut once more
+    # after the reader stopped (seen once catch-up reads got faster)
+    assert proxy.cuts >= 3 and len(connects) >= proxy.cuts
     assert [p["stream"] for p in got] == names
     sub.close()
     writer.close()

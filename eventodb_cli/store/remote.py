@@ -122,6 +122,7 @@ class RemoteStore(Store):
         self._log = log or sys.stderr
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
+        self._conns = None  # rpc_conn.RpcConnections, once decided (False: not for this URL)
         self._rpc_url = httpx.URL(self.url + "/rpc")  # prebuilt: ~15% less client CPU a call
 
     def __repr__(self) -> str:
@@ -139,10 +140,7 @@ class RemoteStore(Store):
             with self._lock:
                 if self._client is None:
                     n = max(self.concurrency, 4) + 4
-                    headers = {"User-Agent": f"eventodb-cli/{__version__}",
-                               "Content-Type": "application/json"}
-                    if self._token:
-                        headers["Authorization"] = f"Bearer {self._token}"
+                    headers = self._headers()
                     self._client = httpx.Client(
                         base_url=self.url, headers=headers, transport=self._transport,
                         # plain http:// has no TLS to verify: without this httpx loads the
@@ -157,6 +155,45 @@ class RemoteStore(Store):
         if self._client is not None:
             self._client.close()
             self._client = None
+        if self._conns:
+            self._conns.close()
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"User-Agent": f"eventodb-cli/{__version__}",
+                   "Content-Type": "application/json"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        return headers
+
+    def _rpc_conns(self):
+        """``POST /rpc`` over http.client (store/rpc_conn.py: ~3x less client CPU a request)
+        for a plain http:// URL without a proxy in the environment or an injected transport;
+        None: through httpx."""
+        if self._conns is None:
+            with self._lock:
+                if self._conns is None:
+                    self._conns = self._make_conns() or False
+        return self._conns or None
+
+    def _make_conns(self):
+        import os
+        from urllib.parse import urlsplit
+
+        if self._transport is not None or any(
+                os.environ.get(v) for v in ("HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                                            "all_proxy")):
+            return None
+        u = urlsplit(self.url)
+        if u.scheme.lower() != "http" or u.query or u.username or u.password or not u.hostname:
+            return None
+        try:
+            port = u.port or 80
+        except ValueError:
+            return None
+        from .rpc_conn import RpcConnections
+
+        return RpcConnections(u.hostname, port, (u.path or "") + "/rpc", self._headers(),
+                              self.timeout)
 
     def _redact(self, text: str) -> str:
         if self._token:
@@ -199,7 +236,11 @@ class RemoteStore(Store):
         self._count()
         started = time.perf_counter()
         try:
-            resp = self.client.request(method, path, **kw)
+            conns = self._rpc_conns() if path is self._rpc_url else None
+            if conns is not None and method == "POST":
+                resp = conns.post(kw["content"])
+            else:
+                resp = self.client.request(method, path, **kw)
         except httpx.TransportError as e:
             sent = not isinstance(e, (httpx.ConnectError, httpx.ConnectTimeout,
                                       httpx.PoolTimeout))
