@@ -34,7 +34,10 @@ class WriteQueue:
             if namespace in self._running:
                 return fut
             self._running.add(namespace)
-        loop.run_in_executor(self.server.executor, self._drain, namespace)
+        # executor.submit, not loop.run_in_executor: nothing awaits the job itself (each
+        # request's future is answered by _deliver), and an asyncio future chained to it would
+        # cost a second wake-up of the event loop (a self-pipe write) per group
+        self.server.executor.submit(self._drain, namespace)
         return fut
 
     def _drain(self, namespace: str) -> None:
