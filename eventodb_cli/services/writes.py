@@ -11,7 +11,8 @@ Resuming. Each run of a regular file records, per target, how far it got:
 
 - local store: table ``write_progress`` (``LocalStore.write_progress``), updated in the same
   transaction as each batch, so it is exactly what the store holds;
-- server: a small state file (``$XDG_STATE_HOME/eventodb/write-resume/``) saved after each batch,
+- server or Message DB: a state file (``$XDG_STATE_HOME/eventodb/write-resume/``) saved after
+  each batch,
   and every line without its own id gets an id derived from the run's random salt and its line
   number. A resumed run re-sends the batch that was in flight: what already landed is
   recognised by its id (the server refuses a duplicate id) and counted as already written.
@@ -191,9 +192,11 @@ def _tracker(store, file: str | None):
         return None
     if hasattr(store, "write_progress"):
         return _LocalTracker(store, file)
-    if getattr(store, "kind", "") == "remote":
+    if getattr(store, "kind", "") in ("remote", "postgres"):
+        # Message DB: a batch is one transaction and write_batch(existing_ok=True) recognises
+        # the derived ids of a batch the state file had not recorded yet, as on a server
         return _FileTracker(store, file)
-    return None  # a store that cannot record progress (e.g. PostgreSQL): no resume
+    return None  # a store that cannot record progress: no resume
 
 
 def derived_id(salt: str, lineno: int) -> str:
@@ -240,8 +243,8 @@ def write_ndjson(
         tracker.warn = warn
     prev = tracker.load() if tracker else None
     if resume and tracker is None:
-        raise UsageError("--resume needs a file on a local store or a server (stdin cannot "
-                         "be resumed)")
+        raise UsageError("--resume needs a file on a local store, a server or Message DB "
+                         "(stdin cannot be resumed)")
     skip = 0
     base = 0  # messages the interrupted runs wrote (local record)
     existing_ok = False
