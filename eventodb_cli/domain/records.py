@@ -12,15 +12,39 @@ import json
 
 from .message import Message, canonical_json, format_time, parse_time
 
-_dump_str = json.JSONEncoder(ensure_ascii=False).encode
+# what JSONEncoder(ensure_ascii=False).encode does with a str, without its per-call checks
+_dump_str = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.encode_basestring
+
+# An export writes the same stream names and types again and again, and messages written in
+# one batch share their time: their JSON text is kept (bounded) instead of made per message.
+_CACHE_MAX = 50_000
+_texts: dict[str, str] = {}
+_last_time: list = [None, ""]
+
+
+def _text(s: str) -> str:
+    t = _texts.get(s)
+    if t is None:
+        if len(_texts) >= _CACHE_MAX:
+            _texts.clear()
+        t = _texts[s] = _dump_str(s)
+    return t
 
 
 def to_record_line(m: Message) -> str:
     """One export line (no trailing newline)."""
+    t = m.time
+    last = _last_time
+    if t == last[0]:
+        when = last[1]
+    else:
+        when = format_time(t)
+        last[0], last[1] = t, when
+    texts = _texts
     return '{"id":%s,"stream":%s,"type":%s,"pos":%d,"gpos":%d,"data":%s,"meta":%s,"time":"%s"}' % (
-        _dump_str(m.id), _dump_str(m.stream_name), _dump_str(m.type), m.position,
-        m.global_position, m.data, "null" if m.metadata is None else m.metadata,
-        format_time(m.time),
+        _dump_str(m.id), texts.get(m.stream_name) or _text(m.stream_name),
+        texts.get(m.type) or _text(m.type), m.position, m.global_position, m.data,
+        "null" if m.metadata is None else m.metadata, when,
     )
 
 

@@ -90,24 +90,25 @@ def write_records(messages: Iterable[Message], sink: BinaryIO,
                   on_progress: Callable[[int, int], None] | None = None,
                   flush_every: int = 1000) -> ExportResult:
     """Write export lines to ``sink`` (binary), hashing the exact bytes written."""
+    from itertools import islice
+
     started = time.perf_counter()
     h = _hasher()
     res = ExportResult()
-    buf: list[str] = []
     line = to_record_line
     last = None
-    for m in messages:
-        last = m.global_position
+    it = iter(messages)
+    while True:  # chunks of flush_every: one join, encode, hash and write each
+        chunk = list(islice(it, flush_every))
+        if not chunk:
+            break
         if res.first is None:
-            res.first = last
-        buf.append(line(m))
-        res.count += 1
-        if len(buf) >= flush_every:
-            _flush_lines(buf, sink, h, res)
-            if on_progress:
-                on_progress(res.count, last)
-    if buf:
-        _flush_lines(buf, sink, h, res)
+            res.first = chunk[0].global_position
+        last = chunk[-1].global_position
+        _flush_lines(list(map(line, chunk)), sink, h, res)
+        res.count += len(chunk)
+        if on_progress and len(chunk) == flush_every:
+            on_progress(res.count, last)
     res.last = last
     if on_progress and res.count:
         on_progress(res.count, last)
