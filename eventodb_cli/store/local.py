@@ -60,14 +60,6 @@ def _fit(params) -> tuple:
     return tuple(min(max(p, _I64_MIN), _I64_MAX) if type(p) is int else p for p in params)
 
 
-def _fsync_path(path: str, flags: int) -> None:
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _unlimited(batch_size: int | None) -> int:
     return -1 if batch_size is None or batch_size <= 0 else batch_size
 
@@ -334,22 +326,10 @@ class LocalStore(Store):
                     pass
 
     def make_durable(self) -> None:
-        """Everything committed so far is on disk: a checkpoint that does not wait for readers
-        (it syncs the WAL, copies it into the database and syncs that), then an fsync of the
-        WAL for what a reader kept it from copying, and of the directory (a new store)."""
-        c = self.conn
-        c.execute("PRAGMA synchronous = FULL")
-        try:
-            busy, log, done = c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        finally:
-            c.execute("PRAGMA synchronous = NORMAL")
-        wal = self.path + "-wal"
-        if (busy or done < log) and os.path.exists(wal):
-            _fsync_path(wal, os.O_RDWR)
-        try:
-            _fsync_path(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY)
-        except OSError:  # a file system that cannot sync a directory: nothing more to do
-            pass
+        """Everything committed so far is on disk (``local_admin.make_durable``)."""
+        from .local_admin import make_durable
+
+        make_durable(self)
 
     # --- write --file progress (write --file --resume) -------------------------------------
     # One row per file written with ``write --file``, keyed by the file's real path, updated in
