@@ -14,6 +14,11 @@ with whatever else runs), it prints the server process's CPU time per request (u
 from /proc/<pid>/stat), which is far less sensitive to that noise.
 
     python bench/serve_throughput.py [--runs 3] [--requests 4000] [--threads 8]
+        [--clients httpx,http.client] [--tree DIR]
+
+``--threads 1`` measures single sequential writes; ``--tree DIR`` runs the server from another
+copy of the package (``git archive COMMIT eventodb_cli | tar -x -C DIR``), so a before/after
+pair runs on the same machine minutes apart.
 """
 
 from __future__ import annotations
@@ -44,7 +49,9 @@ def make_token(namespace="default"):
     return f"ns_{b}_{secrets.token_hex(32)}"
 
 
-def start(data_dir: Path, token: str):
+def start(data_dir: Path, token: str, tree: str | None = None):
+    """Start ``eventodb serve``: the installed one, or (``tree``) the package in that directory
+    (e.g. an older commit's ``git archive``), to compare two versions in one run."""
     import socket
 
     import httpx
@@ -53,9 +60,14 @@ def start(data_dir: Path, token: str):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     exe = shutil.which("eventodb") or str(Path(sys.executable).parent / "eventodb")
-    proc = subprocess.Popen([exe, "serve", "--data-dir", str(data_dir), "--port", str(port),
-                             "--token", token], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    cmd = [exe]
+    env = None
+    if tree:
+        cmd = [sys.executable, "-c", "from eventodb_cli.cli.main import main; main()"]
+        env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
+    proc = subprocess.Popen(cmd + ["serve", "--data-dir", str(data_dir), "--port", str(port),
+                                   "--token", token], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -171,12 +183,19 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--requests", type=int, default=4000)
-    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=8,
+                    help="client threads (1: single sequential writes)")
+    ap.add_argument("--clients", default="httpx,http.client",
+                    help="comma-separated: httpx, http.client")
+    ap.add_argument("--tree", help="run the server from the package in this directory "
+                    "(PYTHONPATH), not the installed one")
     args = ap.parse_args()
+    clients = [(c, {"httpx": httpx_worker, "http.client": stdlib_worker}[c])
+               for c in args.clients.split(",")]
 
     tmp = Path(tempfile.mkdtemp(prefix="eventodb-bench-"))
     token = make_token()
-    proc, port = start(tmp / "data", token)
+    proc, port = start(tmp / "data", token, args.tree)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores "
           f"(shared, noisy), Python {platform.python_version()}")
     print(f"eventodb serve on 127.0.0.1:{port}; {args.threads} client threads, "
@@ -188,7 +207,7 @@ def main():
         run_threads(args.threads, args.threads * 20,
                     stdlib_worker(port, token, "write", "warm"))
         for run in range(args.runs):
-            for client, factory in (("httpx", httpx_worker), ("http.client", stdlib_worker)):
+            for client, factory in clients:
                 for kind in ("health", "write"):
                     c0 = server_cpu(proc.pid)
                     rate = run_threads(args.threads, args.requests,
@@ -215,14 +234,15 @@ def main():
     raw_med = statistics.median(raw)
     print(f"  {'LocalStore.write (no HTTP)':28s} {raw_med:8.0f} writes/s "
           f"CPU {raw_cpu:4.0f} us/write (runs: {', '.join(f'{r:.0f}' for r in raw)})")
-    for client in ("httpx", "http.client"):
+    for client, _ in clients:
         w = statistics.median(results[f"{client} stream.write"])
         h = statistics.median(results[f"{client} GET /health"])
         print(f"  ratio {client}: stream.write / GET /health = {w / h:.2f}; "
               f"stream.write / LocalStore.write = {w / raw_med:.2f}")
-    wc = statistics.median(cpu["http.client stream.write"])
-    hc = statistics.median(cpu["http.client GET /health"])
-    print(f"  server CPU per stream.write: {wc:.0f} us = {hc:.0f} us HTTP (as /health) + "
+    client = clients[-1][0]
+    wc = statistics.median(cpu[f"{client} stream.write"])
+    hc = statistics.median(cpu[f"{client} GET /health"])
+    print(f"  server CPU per stream.write ({client}): {wc:.0f} us = {hc:.0f} us HTTP (as /health) + "
           f"{wc - hc:.0f} us; LocalStore.write alone: {raw_cpu:.0f} us")
 
 

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 from .. import __version__
 from .admission import IMPORT_FACTOR, RETRY_AFTER, RPC_FACTOR, SMALL, MemoryBudget
 from .auth import TokenError, hash_token, parse_token
+from .connections import send_whole
 from .hub import Hub, Subscriber
 from .registry import Registry
 from .paging import Paged
@@ -51,9 +52,9 @@ async def send_response(send, status: int, body: str | bytes, headers=JSON_HEADE
     data = body.encode("utf-8") if isinstance(body, str) else body
     if status == 503:
         headers = headers + [(b"retry-after", RETRY_AFTER.encode())]
-    await send({"type": "http.response.start", "status": status,
-                "headers": headers + [(b"content-length", str(len(data)).encode())]})
-    await send({"type": "http.response.body", "body": data})
+    await send_whole(send, {"type": "http.response.start", "status": status,
+                            "headers": headers + [(b"content-length", str(len(data)).encode())]},
+                     data)
 
 
 def _query(scope) -> dict[str, str]:

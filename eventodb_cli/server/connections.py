@@ -30,7 +30,7 @@ import errno
 import sys
 import time
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 ACCEPT_BURST = 128  # uvicorn's backlog: the listen queue and the accepts done in one go
 LOG_EVERY = 10.0  # seconds between two log lines of the same kind
@@ -222,6 +222,57 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._counted:
             self._counted = False
             self.limits.open -= 1
+
+
+class _Gather:
+    """Stands in for a request's transport while one whole response is handed to uvicorn:
+    collects its writes (and a ``close``) to pass them on as one."""
+
+    __slots__ = ("real", "parts", "closed")
+
+    def __init__(self, real):
+        self.real = real
+        self.parts: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed or self.real.is_closing()
+
+    def flush(self) -> None:
+        if self.parts:
+            self.real.write(b"".join(self.parts))
+        if self.closed:
+            self.real.close()
+
+
+async def send_whole(send, start: dict, body: bytes) -> None:
+    """Send ``start`` and then ``body`` as the whole response, in ONE write to the socket: one
+    ``send()`` and one TCP segment instead of two (headers, then body), which for a small answer
+    is a good part of the server's CPU per request (and one wake-up less for the client).
+
+    uvicorn writes the status line and headers as soon as it gets ``http.response.start``;
+    here, its request cycle writes to a ``_Gather`` for the two messages, so every check and
+    header rule of uvicorn still applies. Any other ``send`` gets the two messages as usual."""
+    body_msg = {"type": "http.response.body", "body": body}
+    cycle = getattr(send, "__self__", None)
+    if type(cycle) is not RequestResponseCycle or cycle.response_started:
+        await send(start)
+        await send(body_msg)
+        return
+    real = cycle.transport
+    gather = cycle.transport = _Gather(real)
+    try:
+        await send(start)
+        await send(body_msg)
+    finally:
+        cycle.transport = real
+        gather.flush()
 
 
 def protocol_class(limits: Limits) -> type[GuardedProtocol]:

@@ -136,6 +136,9 @@ def serve(*, data_dir: str | None, store: str | None, host: str, port: int, test
         config = uvicorn.Config(app, http=protocol_class(limits), loop="asyncio",
                                 lifespan="on", access_log=False, log_level="warning",
                                 server_header=False, date_header=True,
+                                # no X-Forwarded-* rewriting: nothing here reads the client's
+                                # address, and the middleware is one more layer per request
+                                proxy_headers=False,
                                 timeout_keep_alive=idle_timeout, backlog=ACCEPT_BURST,
                                 timeout_graceful_shutdown=5)
 
