@@ -5,6 +5,7 @@ lost-response guarantees as the httpx path (tests/test_faults.py covers that one
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import uuid
@@ -31,6 +32,7 @@ class ResponseLosingProxy:
         self.k = k
         self.requests = 0
         self.lost = 0
+        self.lost_ids: set[bytes] = set()
         self.lock = threading.Lock()
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -79,11 +81,15 @@ class ResponseLosingProxy:
                 resp, ubuf = self._read_message(u, ubuf)
                 if resp is None:
                     return
+                mid = re.search(rb'"id":"([^"]+)"', req)
                 with self.lock:
                     self.requests += 1
-                    lose = b"stream.write" in req and self.requests % self.k == 0
+                    # each message's answer is lost at most once: retries always get through
+                    lose = (b"stream.write" in req and self.requests % self.k == 0 and mid
+                            and mid.group(1) not in self.lost_ids)
                     if lose:
                         self.lost += 1
+                        self.lost_ids.add(mid.group(1))
                 if lose:
                     return  # the answer is dropped with the connection
                 c.sendall(resp)

@@ -28,19 +28,43 @@ import time
 import uuid
 from typing import Any, Iterable, Iterator, Sequence
 
-# httpx's __init__ imports httpx._main, its own command line client, which pulls in rich and
-# click's extras (~80 ms of a ~200 ms import); a None in sys.modules makes that import fail and
-# httpx falls back to a stub ``main`` (httpx/__init__.py: ``except ImportError``). Startup is a
-# feature (DESIGN.md): every remote command pays this import.
-if "httpx" not in sys.modules:
-    _had_main = "httpx._main" in sys.modules
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[assignment]
-    import httpx
 
-    if not _had_main and sys.modules.get("httpx._main", 0) is None:
-        del sys.modules["httpx._main"]
-else:
-    import httpx
+
+def _import_httpx():
+    """httpx, imported on first use: a command whose requests all go over ``rpc_conn`` (every
+    ``POST /rpc`` to a plain http:// URL) never pays for it (~70 ms of a ~190 ms start).
+
+    httpx's __init__ imports httpx._main, its own command line client, which pulls in rich and
+    click's extras (~80 ms more); a None in sys.modules makes that import fail and httpx falls
+    back to a stub ``main`` (httpx/__init__.py: ``except ImportError``)."""
+    global _httpx_module
+    if _httpx_module is None:
+        with _httpx_lock:  # threads of a bulk write may fail at the same moment
+            if _httpx_module is None:
+                had_main = "httpx._main" in sys.modules or "httpx" in sys.modules
+                if not had_main:
+                    sys.modules["httpx._main"] = None  # type: ignore[assignment]
+                try:
+                    import httpx as mod  # waits for another thread's import to finish
+                finally:
+                    if not had_main and sys.modules.get("httpx._main", 0) is None:
+                        del sys.modules["httpx._main"]
+                _httpx_module = mod
+    return _httpx_module
+
+
+_httpx_module = None
+_httpx_lock = threading.Lock()
+
+
+class _LazyHttpx:
+    """Stands for the httpx module in this file; imports it at the first attribute read."""
+
+    def __getattr__(self, name: str):
+        return getattr(_import_httpx(), name)
+
+
+httpx = _LazyHttpx()
 
 from .. import __version__
 from ..domain.message import AlreadyWritten, Message, NewMessage, WriteResult
@@ -123,7 +147,7 @@ class RemoteStore(Store):
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
         self._conns = None  # rpc_conn.RpcConnections, once decided (False: not for this URL)
-        self._rpc_url = httpx.URL(self.url + "/rpc")  # prebuilt: ~15% less client CPU a call
+        self._rpc_url = self.url + "/rpc"  # this very object marks a POST /rpc (_attempt)
 
     def __repr__(self) -> str:
         return f"RemoteStore({self.url!r})"
@@ -241,15 +265,19 @@ class RemoteStore(Store):
                 resp = conns.post(kw["content"])
             else:
                 resp = self.client.request(method, path, **kw)
-        except httpx.TransportError as e:
+        except Exception as e:  # noqa: BLE001 - anything but a transport failure is re-raised
+            if getattr(e, "httpx_type", None):  # rpc_conn's: the httpx error it stands for
+                e = getattr(httpx, e.httpx_type)(str(e))
+            if not isinstance(e, httpx.TransportError):
+                raise
             sent = not isinstance(e, (httpx.ConnectError, httpx.ConnectTimeout,
                                       httpx.PoolTimeout))
-            shown = str(path) if isinstance(path, httpx.URL) else self.url + path
+            shown = path if path is self._rpc_url else self.url + path
             self._say(f"{method} {shown} {what} (attempt {attempt}) -> "
                       f"{type(e).__name__}: {_reason(e)}")
             raise _Transient(self._transport_error(e, what, attempt), sent) from None
         if self.verbose:
-            shown = str(path) if isinstance(path, httpx.URL) else self.url + path
+            shown = path if path is self._rpc_url else self.url + path
             self._say(f"{method} {shown} {what} (attempt {attempt}) -> "
                       f"{resp.status_code} ({(time.perf_counter() - started) * 1000:.1f} ms)")
         return resp

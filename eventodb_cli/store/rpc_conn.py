@@ -7,9 +7,10 @@ sends one request per message, so the client, not the server, was the limit (~82
 ``http.client`` threads get 2,300-4,600). Everything else (TLS, proxies, SSE, ``/import``,
 injected test transports) stays on httpx; ``RemoteStore.rpc_conn`` decides.
 
-Failures are raised as httpx's own exception types, so the retry rules of
-``RemoteStore._attempt`` (a connect failure was not sent; anything later may have been applied)
-are the same for both paths.
+Failures are raised as ``Failure`` naming the httpx exception type they stand for
+(``httpx_type``); ``RemoteStore._attempt`` turns them into that type, so the retry rules (a
+connect failure was not sent; anything later may have been applied) are the same for both paths,
+and a command that only sends RPCs never imports httpx.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ import socket
 import threading
 from typing import Any
 
-import httpx
+
+class Failure(Exception):
+    """A transport failure; ``httpx_type``: the name of the httpx exception it stands for."""
+
+    def __init__(self, httpx_type: str, text: str):
+        super().__init__(text)
+        self.httpx_type = httpx_type
 
 
 class Reply:
@@ -62,10 +69,10 @@ class RpcConnections:
             try:
                 conn.connect()
             except socket.timeout as e:
-                raise httpx.ConnectTimeout(f"timed out ({e})") from None
+                raise Failure("ConnectTimeout", f"timed out ({e})") from None
             except OSError as e:
-                raise httpx.ConnectError(f"[Errno {e.errno}] {e.strerror or e}"
-                                         if e.errno else str(e)) from None
+                raise Failure("ConnectError", f"[Errno {e.errno}] {e.strerror or e}"
+                              if e.errno else str(e)) from None
         try:
             conn.request("POST", self.path, body, self.headers)
             r = conn.getresponse()
@@ -74,15 +81,15 @@ class RpcConnections:
             reusable = not r.will_close
         except socket.timeout:
             conn.close()
-            raise httpx.ReadTimeout("timed out") from None
+            raise Failure("ReadTimeout", "timed out") from None
         except (http.client.HTTPException, OSError) as e:  # reset, server gone, bad answer
             conn.close()
             if isinstance(e, http.client.RemoteDisconnected):
-                raise httpx.RemoteProtocolError(
-                    "Server disconnected without sending a response.") from None
+                raise Failure("RemoteProtocolError",
+                              "Server disconnected without sending a response.") from None
             if isinstance(e, http.client.HTTPException):
-                raise httpx.RemoteProtocolError(str(e) or type(e).__name__) from None
-            raise httpx.ReadError(str(e) or type(e).__name__) from None
+                raise Failure("RemoteProtocolError", str(e) or type(e).__name__) from None
+            raise Failure("ReadError", str(e) or type(e).__name__) from None
         except BaseException:  # Ctrl-C mid-request: the connection's state is unknown
             conn.close()
             raise
