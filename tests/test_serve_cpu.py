@@ -95,8 +95,8 @@ def test_send_whole_with_any_other_send_sends_two_messages():
 
 def test_write_group_wakes_the_event_loop_once(tmp_path):
     """A group of writes is answered with ONE call_soon_threadsafe (one self-pipe write and one
-    loop turn); with ``loop.run_in_executor`` the unused asyncio future chained to the job
-    woke the loop a second time per group."""
+    loop turn) from the queue's own writer thread; with ``loop.run_in_executor`` the unused
+    asyncio future chained to the job woke the loop a second time per group."""
     import contextlib
     import io
 
@@ -123,7 +123,7 @@ def test_write_group_wakes_the_event_loop_once(tmp_path):
         for i in range(5):
             results.append(await server.writes.submit(
                 "default", NewMessage(f"cpu-{i}", "T", '{"i":%d}' % i)))
-        await loop.run_in_executor(None, server.executor.shutdown, True)
+        await loop.run_in_executor(None, server.writes.close)
         return results
 
     try:
@@ -132,8 +132,8 @@ def test_write_group_wakes_the_event_loop_once(tmp_path):
         registry.close()
     assert [s for s, _ in results] == [200] * 5
     assert [json.loads(b)["position"] for _, b in results] == [0] * 5
-    # one per write (each its own group here), not two; the executor shutdown wakes it too
-    assert len([w for w in wakeups if w.startswith("eventodb-sql")]) == 5, wakeups
+    # one per write (each its own group here), not two; the close() in a thread wakes it too
+    assert len([w for w in wakeups if w.startswith("eventodb-write")]) == 5, wakeups
 
 
 def _raw_request(url: str, request: bytes) -> bytes:

@@ -208,6 +208,7 @@ class Server:
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 self.hub.close_all()
+                await self.loop.run_in_executor(None, self.writes.close)
                 self.executor.shutdown(wait=True, cancel_futures=True)
                 from . import offload
 
