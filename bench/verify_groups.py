@@ -19,6 +19,11 @@ And in-process, without process start-up or output (what the reads themselves co
 - verify-in-process: ``services.groups.verify`` (that pass plus one read per member).
 
 Prints medians and the ratios against the baseline measured in the same run (goal: <= 2.5x).
+
+``--serve`` (issue 12 acceptance 5: <= 2x): the same store exported and imported into a real
+``eventodb serve`` on loopback, then in one process through ``RemoteStore``: one paged read of
+the category (pages of 10,000, the server's largest) vs ``services.groups.verify``, each with
+the HTTP requests it sent (``RemoteStore.requests``) and its wall time.
 """
 
 from __future__ import annotations
@@ -100,6 +105,64 @@ def in_process(path: str, size: int) -> dict[str, tuple[float, float]]:
     return out
 
 
+def serve_mode(a, exe: str) -> None:
+    import base64
+    import secrets
+    import socket
+    import tempfile
+
+    from eventodb_cli.services import groups
+    from eventodb_cli.store.remote import RemoteStore
+
+    tmp = tempfile.mkdtemp(prefix="evento-verify-")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    token = ("ns_" + base64.urlsafe_b64encode(b"default").decode().rstrip("=") + "_"
+             + secrets.token_hex(32))
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([exe, "serve", "--data-dir", os.path.join(tmp, "data"), "--host",
+                             "127.0.0.1", "--port", str(port), "--token", token],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            if subprocess.run([exe, "server", "health", "--url", url],
+                              capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        dump = os.path.join(tmp, "all.ndjson")
+        subprocess.run([exe, "export", "--store", a.store, "-O", dump], check=True,
+                       capture_output=True)
+        t = time.perf_counter()
+        subprocess.run([exe, "import", dump, "--url", url, "--token", token], check=True,
+                       capture_output=True)
+        print(f"serve: imported {a.messages:,} messages in {time.perf_counter() - t:.1f}s",
+              flush=True)
+        rows = []
+        for r in range(a.runs):
+            with RemoteStore(url, token) as st:
+                t = time.perf_counter()
+                n = sum(len(b) for b, _ in st.category_pages(CATEGORY, 1, 10_000))
+                read_s, read_req = time.perf_counter() - t, st.requests
+            with RemoteStore(url, token) as st:
+                t = time.perf_counter()
+                rep = groups.verify(st, CATEGORY, a.size)
+                ver_s, ver_req = time.perf_counter() - t, st.requests
+            assert n == a.messages and rep["ok"], (n, rep.get("violations", [])[:2])
+            rows.append((read_s, read_req, ver_s, ver_req))
+            print(f"run {r + 1}: one paged read {read_s:.2f}s ({read_req} requests), "
+                  f"verify-groups --size {a.size} {ver_s:.2f}s ({ver_req} requests, ok), "
+                  f"ratio {ver_s / read_s:.2f}x", flush=True)
+        ratios = sorted(v / r for r, _, v, _ in rows)
+        print(f"verify-groups / one paged read on eventodb serve: median "
+              f"{statistics.median(ratios):.2f}x (goal <= 2x; runs "
+              + ", ".join(f"{x:.2f}x" for x in ratios) + ")")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=1_000_000)
@@ -107,9 +170,13 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=4)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--store", default=os.path.join("/tmp", "eventodb-bench", "verify-1m.db"))
+    ap.add_argument("--serve", action="store_true",
+                    help="against eventodb serve: verify-groups vs one paged read, requests")
     a = ap.parse_args()
     exe = shutil.which("eventodb") or os.path.join(os.path.dirname(sys.executable), "eventodb")
     build(a.store, a.messages, a.streams)
+    if a.serve:
+        return serve_mode(a, exe)
     s = ["--store", a.store]
     cmds = {
         "baseline": [exe, "category", "get", CATEGORY, "--all", "--format", "ndjson", *s],
