@@ -47,8 +47,8 @@ def _bar(label: str):
 @click.option("--gzip", "use_gzip", is_flag=True, help="Compress the records with gzip.")
 @click.option("--manifest", metavar="PATH", type=click.Path(dir_okay=False),
               help="Manifest path [default: FILE.manifest.json; none for stdout].")
-@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=1000,
-              show_default=True, help="Messages per read.")
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=10_000,
+              show_default=True, help="Messages per read (10000: a server's largest page).")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr [default: on when stderr is a terminal].")
 @format_option

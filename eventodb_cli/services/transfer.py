@@ -166,7 +166,7 @@ def _unlink(path: str) -> None:
 
 def export(store, output: str | None, *, categories: Iterable[str] = (), since: int = 1,
            until: int | None = None, gzip: bool = False, manifest: str | None = None,
-           batch_size: int = 1000,
+           batch_size: int = 10_000,
            on_progress: Callable[[int, int], None] | None = None) -> dict:
     """Export to ``output`` (``None`` or ``-``: stdout) and write the manifest (to ``manifest``,
     default ``output + '.manifest.json'``; none for stdout unless ``manifest`` is given).
