@@ -242,8 +242,8 @@ def main():
     client = clients[-1][0]
     wc = statistics.median(cpu[f"{client} stream.write"])
     hc = statistics.median(cpu[f"{client} GET /health"])
-    print(f"  server CPU per stream.write ({client}): {wc:.0f} us = {hc:.0f} us HTTP (as /health) + "
-          f"{wc - hc:.0f} us; LocalStore.write alone: {raw_cpu:.0f} us")
+    print(f"  server CPU per stream.write ({client}): {wc:.0f} us = {hc:.0f} us HTTP "
+          f"(as /health) + {wc - hc:.0f} us; LocalStore.write alone: {raw_cpu:.0f} us")
 
 
 if __name__ == "__main__":
