@@ -10,6 +10,7 @@ import time
 import uuid
 
 import pytest
+from pg_fixture import PASSWORD
 
 from eventodb_cli.services import group_view, groups
 from eventodb_cli.store.base import Store
@@ -190,7 +191,11 @@ def test_write_file_failed_batch_leaves_nothing_of_itself(messagedb, cli, tmp_pa
     b = cli("write", "--file", f, "--batch-size", "4", *mdb)
     # a local store adds how to --resume (no resume on Message DB: services/writes.py)
     assert (a.exit_code, a.stdout) == (b.exit_code, b.stdout)
-    assert a.stderr.split("; to write the rest")[0] == b.stderr.strip()
+    assert a.stderr.split("; to write the rest")[0] == b.stderr.split("; to write the rest")[0]
+    # the resume command names the database, never its password
+    assert "--resume --url postgresql://postgres@127.0.0.1:" in b.stderr, b
+    assert PASSWORD not in b.stderr
+    assert b.stderr.rstrip().endswith("(with the same --token or password)")
     assert b.exit_code == 3 and len(b.stderr.strip().splitlines()) == 1, b
     r = cli("category", "get", "b", "-o", "json", *mdb)
     assert [m["data"]["i"] for m in r.json()] == [0, 1, 2, 3]

@@ -167,12 +167,21 @@ def resume_command(file: str, batch_size: int, concurrency: int) -> str:
     """The command line that finishes this run (the target as given; never the token)."""
     import shlex
 
+    from ..store.resolve import is_postgres_url, split_postgres_password, split_url_credentials
+
     t = get_target()
     words = ["eventodb", "write", "--file", file, "--resume"]
+    secret = bool(t.token)
     if t.store:
         words += ["--store", t.store]
-    if t.url:
-        words += ["--url", t.url]
+    if t.url:  # a password or token inside the URL is never printed
+        if is_postgres_url(t.url):
+            url, in_url = split_postgres_password(t.url)
+            url = _masked_query_password(url)
+        else:
+            url, in_url = split_url_credentials(t.url)
+        secret = secret or bool(in_url) or url != t.url
+        words += ["--url", url]
     if t.profile:
         words += ["--profile", t.profile]
     if t.token_file:
@@ -182,7 +191,13 @@ def resume_command(file: str, batch_size: int, concurrency: int) -> str:
     if concurrency != 8:
         words += ["--concurrency", str(concurrency)]
     text = shlex.join(words)
-    return text + (" (with the same --token)" if t.token else "")
+    return text + (" (with the same --token or password)" if secret else "")
+
+
+def _masked_query_password(url: str) -> str:
+    import re
+
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url, flags=re.I)
 
 
 def _write_file(path, resume, batch_size, concurrency, progress, fmt):
