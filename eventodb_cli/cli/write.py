@@ -202,7 +202,6 @@ def _masked_query_password(url: str) -> str:
 
 def _write_file(path, resume, batch_size, concurrency, progress, fmt):
     from ..render import emit_object
-    from ..services.writes import write_ndjson
 
     if path == "-":
         fh = sys.stdin.buffer if sys.stdin is not None else None
@@ -233,6 +232,27 @@ def _write_file(path, resume, batch_size, concurrency, progress, fmt):
         from ..render import show_progress
 
         progress = show_progress()
+    box: list = []  # the summary, once the write loop has returned
+    try:
+        _run_file(fh, path, total, real, resume, batch_size, concurrency, progress, box)
+    except KeyboardInterrupt:  # outside the write loop: opening the store, the final fsync
+        raise _interrupted_outside(box, path, real, batch_size, concurrency) from None
+    summary = box[0]
+    what = f"{summary.written} messages were written"
+    with output_after_write(what):
+        if fmt == "table":
+            extra = (f" ({summary.already_written} already written, after line "
+                     f"{summary.resumed_after_line})" if summary.resumed else "")
+            click.echo(f"wrote {summary.written} messages in {summary.batches} batches "
+                       f"(global positions {summary.first_global_position}.."
+                       f"{summary.last_global_position}) in {summary.seconds:.2f}s{extra}")
+        else:
+            emit_object(summary.to_dict(), fmt)
+
+
+def _run_file(fh, path, total, real, resume, batch_size, concurrency, progress, box) -> None:
+    from ..services.writes import write_ndjson
+
     with _signals_interrupt(), get_store(create=True) as store:
         if hasattr(store, "concurrency"):
             store.concurrency = concurrency
@@ -252,16 +272,26 @@ def _write_file(path, resume, batch_size, concurrency, progress, fmt):
             if e.code == "INTERRUPTED" and _signals_interrupt.received:
                 e.exit_code = 128 + _signals_interrupt.received  # 143 SIGTERM, 129 SIGHUP
             raise
-    what = f"{summary.written} messages were written"
-    with output_after_write(what):
-        if fmt == "table":
-            extra = (f" ({summary.already_written} already written, after line "
-                     f"{summary.resumed_after_line})" if summary.resumed else "")
-            click.echo(f"wrote {summary.written} messages in {summary.batches} batches "
-                       f"(global positions {summary.first_global_position}.."
-                       f"{summary.last_global_position}) in {summary.seconds:.2f}s{extra}")
-        else:
-            emit_object(summary.to_dict(), fmt)
+        box.append(summary)
+
+
+def _interrupted_outside(box, path, real, batch_size, concurrency):
+    """A signal that came while the store was opened or, after every line was written, while it
+    was made durable: say so, and how to finish (a resume of a finished file writes nothing and
+    makes the store durable)."""
+    from ..services.writes import Interrupted
+
+    if box:
+        text = (f"interrupted: all {box[0].written} messages were written, but the run ended "
+                "before the store was made durable")
+    else:
+        text = "interrupted: 0 messages were written (the run ended before the first line)"
+    if real is not None:
+        text += f"; to finish exactly once: {resume_command(path, batch_size, concurrency)}"
+    err = Interrupted(text)
+    if _signals_interrupt.received:
+        err.exit_code = 128 + _signals_interrupt.received
+    return err
 
 
 def _warn(text: str) -> None:
