@@ -67,3 +67,14 @@ def test_verify_groups_is_ok_on_a_server_with_short_pages(filled):
     assert report["ok"] is True, report.get("violations", [])[:3]
     assert sum(m["messages"] for m in report["members"]) == 1500
     assert t.cut > 0
+
+
+def test_verify_groups_on_a_server_needs_no_head_probes(filled):
+    """The member reads stop where the unfiltered read ended: no search for the head (it took
+    ~2 log2(head) one-message reads): one page + the empty page that confirms the end, then per
+    member one page and (a short page ending before the head) one read that confirms it."""
+    url, token = filled
+    with RemoteStore(url, token) as s:
+        report = groups.verify(s, "shortcat", 4)
+        assert report["ok"] is True
+        assert s.requests <= 2 + 2 * 4, s.requests  # was 2 log2(1500) + 2 + 4 = 27
