@@ -56,3 +56,23 @@ def test_write_records_chunks_write_and_hash_every_line():
     assert seen == [(1000, 1000), (2000, 2000), (2345, 2345)]
     empty = write_records(iter(()), io.BytesIO())
     assert (empty.count, empty.first, empty.last) == (0, None, None)
+
+
+def test_wire_messages_decode_exactly_as_before():
+    """Messages read from a server: data re-encoded with the prebuilt encoder, times of the
+    server's ``Z`` form parsed through a per-second cache: the same values as the plain way."""
+    from datetime import datetime, timedelta, timezone
+
+    from eventodb_cli.domain.message import canonical_json, parse_time
+
+    item = ["id-1", "acct-1", "T", 3, 9, {"b": [1.5, None], "a": "é\n"}, {"m": 1},
+            "2026-12-03T23:12:01.120Z"]
+    m = Message.from_category_wire(item)
+    assert m.data == canonical_json(item[5]) and m.metadata == '{"m":1}'
+    for text in ("2026-12-03T23:12:01Z", "2026-12-03T23:12:01.000000001Z",
+                 "1969-12-31T23:59:59.999999999z", "1677-09-22T00:12:44Z", "2262-04-11T23:47:16Z"):
+        y, rest = text[:19], text[19:].rstrip("Zz")
+        dt = datetime.strptime(y, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+        secs = (dt - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(seconds=1)
+        frac = int(rest[1:].ljust(9, "0")) if rest else 0
+        assert parse_time(text) == secs * 1_000_000_000 + frac, text

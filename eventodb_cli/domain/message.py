@@ -125,14 +125,14 @@ class Message(NamedTuple):
     @classmethod
     def from_stream_wire(cls, stream_name: str, item: list) -> "Message":
         mid, mtype, pos, gpos, data, meta, t = item[:7]
-        return cls(mid, stream_name, mtype, int(pos), int(gpos), canonical_json(data),
-                   None if meta is None else canonical_json(meta), parse_time(t))
+        return cls(mid, stream_name, mtype, int(pos), int(gpos), _dumps_parsed(data),
+                   None if meta is None else _dumps_parsed(meta), parse_time(t))
 
     @classmethod
     def from_category_wire(cls, item: list) -> "Message":
         mid, stream, mtype, pos, gpos, data, meta, t = item[:8]
-        return cls(mid, stream, mtype, int(pos), int(gpos), canonical_json(data),
-                   None if meta is None else canonical_json(meta), parse_time(t))
+        return cls(mid, stream, mtype, int(pos), int(gpos), _dumps_parsed(data),
+                   None if meta is None else _dumps_parsed(meta), parse_time(t))
 
 
 # --- time -------------------------------------------------------------------------------------
@@ -161,14 +161,22 @@ _TIME_RE = re.compile(
 )
 
 
+@lru_cache(maxsize=4096)
+def _utc_second(y: str, mo: str, d: str, h: str, mi: str, s: str) -> int:
+    """Seconds since the epoch of a UTC wall-clock time (messages read together share it)."""
+    dt = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), tzinfo=timezone.utc)
+    return int(dt.timestamp())
+
+
 def parse_time(text: str) -> int:
     """Parse RFC 3339 (0-9 fraction digits, ``Z`` or an offset) into UTC nanoseconds."""
     m = _TIME_RE.match(text)
     if not m:
         raise ValueError(f"not an RFC 3339 time: {text!r}")
     y, mo, d, h, mi, s, frac, tz = m.groups()
-    if tz in ("Z", "z"):
-        tzinfo = timezone.utc
+    if tz in ("Z", "z"):  # the server's own form: the second's value is cached
+        ns = _utc_second(y, mo, d, h, mi, s) * _NS
+        return ns + int(frac.ljust(9, "0")) if frac else ns
     else:
         sign = 1 if tz[0] == "+" else -1
         from datetime import timedelta
