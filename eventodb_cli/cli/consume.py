@@ -8,6 +8,7 @@ from .common import (NON_NEGATIVE, POSITIVE, check_group, complete_category, exa
                      target_options)
 
 MAX_BATCH = 100_000  # messages held in memory per read
+PIPE_WINDOW = 1000  # --pipe: messages written ahead of the first unsettled one (or the batch)
 
 
 @click.command()
@@ -31,6 +32,12 @@ MAX_BATCH = 100_000  # messages held in memory per read
               help="Run CMD (through the shell) per message, the message JSON on stdin and "
                    "EVENTODB_MESSAGE_ID, EVENTODB_STREAM, EVENTODB_GLOBAL_POSITION set. "
                    "Default: print each message as NDJSON.")
+@click.option("--pipe", "pipe_command", metavar="CMD",
+              help="Run CMD (through the shell) once and keep it running: one message per "
+                   "line (NDJSON) on its stdin, one answer per message on its stdout, in order "
+                   "(`ok` acknowledges, `error REASON` fails it: docs/consume.md). The position "
+                   "moves only past acknowledged messages; a handler that dies is restarted "
+                   "and gets the unanswered messages again. Exclusive with --exec.")
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=100, show_default=True,
               help="Messages per read (and per checkpoint save).")
 @click.option("--poll-interval", type=float, default=1.0, show_default=True, metavar="SECONDS",
@@ -69,14 +76,16 @@ MAX_BATCH = 100_000  # messages held in memory per read
     "eventodb consume account --member 2 --size 3 --group billing --follow --exec ./bill.sh "
     "--url http://evento:8080 --health-port 9102",
 )
-def consume(category, member, size, checkpoint, group, position_every, force_size, command, batch_size, poll_interval, follow,
+def consume(category, member, size, checkpoint, group, position_every, force_size, command,
+            pipe_command, batch_size, poll_interval, follow,
             from_position, ledger_path, consumer_id, on_error, retries, retry_delay, health_port,
             max_lag, max_messages):
     """Consume member M's share of CATEGORY in a group of size N.
 
     Reads from its position (a --checkpoint file: the next global position to read; or, with
     --group, the last Recorded position in the store), hands each message to the handler
-    (NDJSON on stdout, or --exec CMD), saves the position after each batch, and with --follow
+    (NDJSON on stdout, --exec CMD, or a
+    persistent --pipe CMD), saves the position after each batch, and with --follow
     keeps going. The position moves only past what the handler has taken: on a pipe, what the
     reader has read out of it. SIGINT/SIGTERM finish the current message, save and exit 0; a
     closed stdout ends quietly. Exit 1 when a handler keeps failing with --on-error stop; exit 2
@@ -107,17 +116,32 @@ def consume(category, member, size, checkpoint, group, position_every, force_siz
 
         check_group_name(group)
 
+    if command is not None and pipe_command is not None:
+        raise UsageError("--exec and --pipe are exclusive: give one handler")
+    if pipe_command is not None and not pipe_command.strip():
+        raise UsageError("--pipe needs a command")
     opts = ConsumerOptions(category, member, size, checkpoint, batch_size=batch_size,
                            poll_interval=poll_interval, follow=follow,
                            from_position=from_position, retries=retries, backoff=retry_delay,
                            on_error=on_error, max_messages=max_messages, max_lag=max_lag,
                            position_every=position_every)
-    handler = ExecHandler(command) if command else PrintHandler()
+    if pipe_command is not None:
+        from ..services.pipehandler import PipeHandler
+
+        handler = PipeHandler(pipe_command, window=max(batch_size, PIPE_WINDOW), retries=retries,
+                              backoff=retry_delay, on_error=on_error)
+    else:
+        handler = ExecHandler(command) if command else PrintHandler()
     ledger = None
     if ledger_path:
         from ..services.ledger import Ledger
 
         ledger = Ledger(ledger_path, consumer_id or category)
+    consumer_ledger = ledger
+    if ledger is not None and pipe_command is not None:
+        from ..services.pipehandler import SkipAwareLedger
+
+        consumer_ledger = SkipAwareLedger(ledger, handler)  # failed and skipped: not recorded
     try:
         with get_store() as store:
             keeper = None
@@ -128,7 +152,8 @@ def consume(category, member, size, checkpoint, group, position_every, force_siz
                                      from_position=from_position, force_size=force_size,
                                      log=lambda text: click.echo(f"eventodb: consume: {text}",
                                                                  err=True))
-            consumer = Consumer(store, opts, handler, ledger=ledger, keeper=keeper)
+            consumer = Consumer(store, opts, handler, ledger=consumer_ledger,
+                                keeper=keeper)
             httpd = None
             if health_port is not None:
                 from ..services.consumer_health import serve_health
@@ -142,10 +167,14 @@ def consume(category, member, size, checkpoint, group, position_every, force_siz
 
             def stop(signum, frame):
                 consumer.request_stop()
+                if pipe_command is not None:
+                    handler.interrupt()  # wait at most the drain time for its answers
 
             previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
             try:
                 code = consumer.run()
+                if pipe_command is not None:
+                    handler.check()  # a message failed for good (--on-error stop): exit 1
             finally:
                 for sig, old in previous.items():
                     signal.signal(sig, old)
@@ -154,6 +183,8 @@ def consume(category, member, size, checkpoint, group, position_every, force_siz
                     httpd.server_close()
                     httpd.close_store()
     finally:
+        if pipe_command is not None:
+            handler.close()
         if ledger is not None:
             ledger.close()
     click.get_current_context().exit(code)

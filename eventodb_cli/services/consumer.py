@@ -206,6 +206,11 @@ class Consumer:
         self._wake.set()
 
     @property
+    def failed_skipped(self) -> int:
+        """Messages failed and skipped: here (--exec), or by the handler itself (--pipe)."""
+        return self.failed + getattr(self.handler, "failed", 0)
+
+    @property
     def stopping(self) -> bool:
         return self._stop.is_set()
 
@@ -266,7 +271,8 @@ class Consumer:
             return rc
         if not self.reader_gone:
             self._log(f"stopped at position {self.position}: {self.handled} handled, "
-                      f"{self.duplicates} duplicates skipped, {self.failed} failed and skipped")
+                      f"{self.duplicates} duplicates skipped, {self.failed_skipped} failed and "
+                      "skipped")
         return 0
 
     def _loop(self) -> int | None:
@@ -523,7 +529,7 @@ class Consumer:
             "throughput": self.throughput(),
             "handled": self.handled,
             "duplicatesSkipped": self.duplicates,
-            "failedSkipped": self.failed,
+            "failedSkipped": self.failed_skipped,
             "lastProcessed": None if self.last_handled_at is None
             else format_time(self.last_handled_at),
             "uptimeSeconds": round(time.monotonic() - self.started, 1),
