@@ -5,7 +5,7 @@ subcommand, on a local store and against a real ``eventodb serve``. Whatever the
 
 The tree is walked, so a new command or option is covered without touching this file. Left out:
 ``serve`` (it runs until stopped), flags that run forever or reach outside the test (--watch,
---follow, --exec, --health-port), and the target options (tests/test_edges_cli.py covers
+--follow, --exec, --pipe, --health-port), and the target options (tests/test_edges_cli.py covers
 those; here they point at the test's own store or server). Values that look like absolute paths
 are made relative, so every file a command writes lands in the test's directory.
 """
@@ -27,8 +27,8 @@ from eventodb_cli.store.remote import RemoteStore
 
 ALLOWED_EXIT = {0, 1, 2, 3, 4, 5, 130, 141}
 SKIP_COMMANDS = {("serve",)}
-SKIP_OPTIONS = {"--watch", "--follow", "--exec", "--health-port", "--help", "--store", "--url",
-                "--token", "--token-file", "--profile", "--complete"}
+SKIP_OPTIONS = {"--watch", "--follow", "--exec", "--pipe", "--health-port", "--help", "--store",
+                "--url", "--token", "--token-file", "--profile", "--complete"}
 # a server keeps a subscription open until --count pokes arrive: only on the local store, where
 # it is a usage error at once
 LOCAL_ONLY = {("subscribe",)}
