@@ -102,8 +102,8 @@ def test_four_processes_expected_version(tmp_path):
 
 
 def test_four_processes_expected_version_executable(tmp_path):
-    """The same race through the installed executable, at 4 x 10 writes."""
-    _race(tmp_path, "exe", 10)
+    """The same race through the installed executable, at 4 x 5 writes."""
+    _race(tmp_path, "exe", 5)
 
 
 def _ndjson_file(path, n, bad_line=None):
