@@ -128,6 +128,10 @@ class ServerProcess:
         self.data_dir = data_dir
         self.log = log
 
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -138,9 +142,17 @@ class ServerProcess:
                 self.proc.wait()
 
 
-def start_server(data_dir: Path, *extra: str, token: str | None = None) -> ServerProcess:
-    """Start ``eventodb serve`` on a free loopback port and wait for /health."""
+def start_server(data_dir: Path, *extra: str, token: str | None = None,
+                 files: int | None = None) -> ServerProcess:
+    """Start ``eventodb serve`` on a free loopback port and wait for /health. ``files`` sets
+    the child's file limit (RLIMIT_NOFILE) before it runs."""
     import httpx
+
+    def limit():
+        if files:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
 
     token = token or make_token("default")
     port = free_port()
@@ -149,7 +161,7 @@ def start_server(data_dir: Path, *extra: str, token: str | None = None) -> Serve
     proc = subprocess.Popen(
         [exe_path(), "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1",
          "--port", str(port), "--token", token, *extra],
-        stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+        stdout=open(log, "wb"), stderr=subprocess.STDOUT, preexec_fn=limit if files else None,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -6,64 +6,23 @@ Each test starts its own ``eventodb serve`` process, some with a small file limi
 
 from __future__ import annotations
 
-import resource
 import select
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import exe_path, free_port, make_token
+from conftest import ServerProcess, start_server
 
 HALF = b"POST /rpc HTTP/1.1\r\nHost: x\r\nContent-Le"
 W = b'["stream.write","hard-1",{"type":"T","data":{}}]'
 
 
-class Srv:
-    def __init__(self, url, token, proc, log):
-        self.url, self.token, self.proc, self.log = url, token, proc, log
-        self.port = int(url.rsplit(":", 1)[1])
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def start(tmp_path: Path, *extra: str, files: int | None = None) -> Srv:
-    token = make_token()
-    port = free_port()
-    log = tmp_path / f"serve-{port}.log"
-
-    def limit():
-        if files:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
-
-    proc = subprocess.Popen([exe_path(), "serve", "--data-dir", str(tmp_path / "data"),
-                             "--port", str(port), "--token", token, *extra],
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-                            preexec_fn=limit)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(log.read_text())
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return Srv(url, token, proc, log)
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(log.read_text())
-        time.sleep(0.1)
+def start(tmp_path: Path, *extra: str, files: int | None = None) -> ServerProcess:
+    """A serve of its own (conftest.start_server), with ``files`` as its file limit."""
+    return start_server(tmp_path / "data", *extra, files=files)
 
 
 @pytest.fixture
