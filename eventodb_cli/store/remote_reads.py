@@ -1,0 +1,145 @@
+"""Reads of the remote store: streams, categories and namespace listings over ``POST /rpc``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..domain.message import Message
+from .remote_http import MAX_BATCH
+
+
+class RemoteReads:
+    """The read methods of ``RemoteStore`` (needs ``RemoteHttp``'s ``_rpc`` and ``_bad_shape``)."""
+
+    def _messages(self, items: Any, what: str, stream: str | None) -> list[Message]:
+        if not isinstance(items, list):
+            raise self._bad_shape(what, items)
+        try:
+            if stream is None:
+                return [Message.from_category_wire(x) for x in items]
+            return [Message.from_stream_wire(stream, x) for x in items]
+        except (TypeError, ValueError, IndexError, AttributeError):
+            raise self._bad_shape(what, items[:2]) from None
+
+    def stream_get(self, stream, position=0, global_position=None, batch_size=1000):
+        if batch_size is not None and batch_size > MAX_BATCH:
+            out: list[Message] = []
+            while len(out) < batch_size:
+                want = min(MAX_BATCH, batch_size - len(out))
+                page = self.stream_get(stream, position, global_position, want)
+                out += page
+                if len(page) < want:
+                    break
+                if global_position is not None:
+                    global_position = page[-1].global_position + 1
+                else:
+                    position = page[-1].position + 1
+            return out
+        opts: dict[str, Any] = {}
+        if global_position is not None:
+            opts["globalPosition"] = global_position
+        elif position:
+            opts["position"] = position
+        if batch_size is None or batch_size <= 0:
+            opts["batchSize"] = -1
+        elif batch_size != 1000:
+            opts["batchSize"] = batch_size
+        args = [stream, opts] if opts else [stream]
+        what = f"stream.get {stream}"
+        return self._messages(self._rpc("stream.get", *args, what=what), what, stream)
+
+    def stream_last(self, stream, type=None):
+        args = [stream, {"type": type}] if type else [stream]
+        what = f"stream.last {stream}"
+        v = self._rpc("stream.last", *args, what=what)
+        if v is None:
+            return None
+        return self._messages([v], what, stream)[0]
+
+    def stream_version(self, stream):
+        what = f"stream.version {stream}"
+        v = self._rpc("stream.version", stream, what=what)
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise self._bad_shape(what, v)
+        return int(v)
+
+    def category_pages(self, category, position=1, batch_size=1000, correlation=None,
+                       member=None, size=None, until=None):
+        """Pages of a category, as ``Store.category_pages``, except that a short page is never
+        taken for the end: a server's backend may return one mid-category (EventoDB's Pebble
+        backend does), so the read goes on from the next position and only an empty page (or
+        reaching ``until``) ends it. That costs one empty read at the end of an open read."""
+        while True:
+            batch = self.category_get(category, position, batch_size, correlation, member, size)
+            if not batch:
+                return
+            last = batch[-1].global_position
+            if until is not None and last > until:  # written after the snapshot
+                batch = [m for m in batch if m.global_position <= until]
+            yield batch, last if until is None else min(last, until)
+            if until is not None and last >= until:
+                return
+            if batch_size is None or batch_size <= 0:  # unlimited: the server gave everything
+                return
+            position = last + 1
+
+    def category_get(self, category, position=1, batch_size=1000, correlation=None,
+                     member=None, size=None):
+        if batch_size is not None and batch_size > MAX_BATCH:
+            out: list[Message] = []
+            while len(out) < batch_size:
+                want = min(MAX_BATCH, batch_size - len(out))
+                page = self.category_get(category, position, want, correlation, member, size)
+                out += page
+                if len(page) < want:
+                    break
+                position = page[-1].global_position + 1
+            return out
+        opts: dict[str, Any] = {}
+        if position != 1:
+            opts["position"] = position
+        if batch_size is None or batch_size <= 0:
+            opts["batchSize"] = -1
+        elif batch_size != 1000:
+            opts["batchSize"] = batch_size
+        if correlation:
+            opts["correlation"] = correlation
+        if member is not None or size is not None:
+            group = {}
+            if member is not None:
+                group["member"] = member
+            if size is not None:
+                group["size"] = size
+            opts["consumerGroup"] = group
+        args = [category, opts] if opts else [category]
+        what = f"category.get {category}"
+        return self._messages(self._rpc("category.get", *args, what=what), what, None)
+
+    # --- namespace listings (both stores) -----------------------------------------------------
+    def list_streams(self, prefix: str = "", cursor: str = "", limit: int = 100) -> list[dict]:
+        opts: dict[str, Any] = {}
+        if prefix:
+            opts["prefix"] = prefix
+        if cursor:
+            opts["cursor"] = cursor
+        if limit != 100:
+            opts["limit"] = limit
+        rows = self._rpc("ns.streams", *([opts] if opts else []))
+        if not isinstance(rows, list):
+            raise self._bad_shape("ns.streams", rows)
+        return rows
+
+    def list_categories(self) -> list[dict]:
+        rows = self._rpc("ns.categories")
+        if not isinstance(rows, list):
+            raise self._bad_shape("ns.categories", rows)
+        return rows
+
+    def message_count(self) -> int:
+        info = self.ns_info()
+        try:
+            return int(info["messageCount"])
+        except (TypeError, KeyError, ValueError):
+            raise self._bad_shape("ns.info", info) from None
