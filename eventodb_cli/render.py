@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from .domain.message import Message
+if TYPE_CHECKING:
+    from .domain.message import Message
 
 FORMATS = ("table", "json", "ndjson", "raw")
 
@@ -225,6 +226,8 @@ def emit_messages(messages: Iterable[Message], fmt: str, *, wire: str = "categor
             out.write(m.to_json() + "\n")
             n += 1
     elif fmt == "raw":
+        from .domain.message import Message
+
         conv = Message.to_category_wire if wire == "category" else Message.to_stream_wire
         for m in messages:
             out.write(conv(m) + "\n")
@@ -260,6 +263,8 @@ def emit_message_or_null(m: Message | None, fmt: str, *, wire: str = "stream") -
     if fmt in ("json", "ndjson"):
         _out().write(("null" if m is None else m.to_json()) + "\n")
     elif fmt == "raw":
+        from .domain.message import Message
+
         conv = Message.to_category_wire if wire == "category" else Message.to_stream_wire
         _out().write(("null" if m is None else conv(m)) + "\n")
     elif m is None:

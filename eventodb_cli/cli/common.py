@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
@@ -208,6 +207,8 @@ def read_json_arg(value: str | None, what: str) -> Any:
                 text = fh.read()
         except OSError as e:
             raise UsageError(f"{what}: cannot read {path}: {e.strerror}") from None
+    import json
+
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

@@ -6,9 +6,10 @@ stream positions, ``category_get`` positions are global positions (inclusive).
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
-from ..domain.message import Message, NewMessage, WriteResult
+if TYPE_CHECKING:  # annotations only: a store imports the message module when it needs it
+    from ..domain.message import Message, NewMessage, WriteResult
 
 
 class Store:
