@@ -80,3 +80,73 @@ def test_a_remote_rpc_command_does_not_import_httpx(server):
                      "from eventodb_cli.cli.main import main\n"
                      "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, 4, None), e\n")
     assert not {m for m in mods if m.split(".")[0] in ("httpx", "httpcore", "h11", "rich")}
+
+
+def _modules_after(argv: list[str], tmp_path) -> set[str]:
+    """``sys.modules`` after ``eventodb ARGV`` ran in a fresh interpreter (the executable's own
+    entry point), written by an atexit handler so every lazy import of the run is in it."""
+    out = tmp_path / "modules.txt"
+    code = ("import atexit, sys\n"
+            f"atexit.register(lambda: open({str(out)!r}, 'w').write('\\n'.join(sys.modules)))\n"
+            f"sys.argv = {argv!r}\n"
+            "from eventodb_cli.cli.main import main\n"
+            "main()\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return set(out.read_text().split("\n"))
+
+
+def test_a_local_command_imports_only_its_own_command_module(tmp_path, exe):
+    """Issue 12 acceptance 6: `stream version` on a local store loads cli/stream.py and nothing
+    of the other commands (their modules, services, rich, httpx), nor the profile file's
+    reader when --store names the target. A command module imported at start by main.py, or a
+    heavy module-level import in common.py/render.py/resolve.py, fails here."""
+    store = tmp_path / "s.db"
+    assert exe("write", "x-1", "--type", "T", "--store", store).exit_code == 0
+    mods = _modules_after(["eventodb", "stream", "version", "x-1", "--store", str(store),
+                           "--format", "json"], tmp_path)
+    assert "eventodb_cli.cli.stream" in mods and "eventodb_cli.store.local" in mods
+    from eventodb_cli.cli.main import COMMANDS
+
+    others = {f"eventodb_cli.cli.{mod}" for mod, *_ in COMMANDS.values()} - \
+        {"eventodb_cli.cli.stream"}
+    assert not others & mods, sorted(others & mods)
+    assert not {m for m in mods if m.startswith(("eventodb_cli.services", "eventodb_cli.server"))}
+    assert not {m for m in mods if m.split(".")[0] in ("rich", "httpx", "httpcore", "sqlite_utils",
+                                                        "psycopg", "uvicorn")}
+    # what resolve.py / common.py / render.py no longer load for a --store target
+    assert not {"eventodb_cli.store.profiles", "eventodb_cli.store.remote", "dataclasses",
+                "eventodb_cli.cli.completion"} & mods, \
+        sorted({"eventodb_cli.store.profiles", "dataclasses"} & mods)
+
+
+def test_the_executable_skips_the_collection_at_exit(tmp_path, exe):
+    """main() freezes the garbage collector from an atexit handler (a full collection over every
+    live object at shutdown was ~10% of a local command's CPU); every other atexit handler still
+    runs (here weakref.finalize removing a temporary directory) and the output is flushed."""
+    store = tmp_path / "s.db"
+    assert exe("write", "x-1", "--type", "T", "--store", store).exit_code == 0
+    code = ("import atexit, gc, sys, tempfile, weakref\n"
+            "atexit.register(lambda: sys.stderr.write(f'frozen={gc.get_freeze_count() > 0}\\n'))\n"
+            f"sys.argv = ['eventodb', 'stream', 'version', 'x-1', '--store', {str(store)!r}]\n"
+            "from eventodb_cli.cli.main import main\n"
+            "tmp = tempfile.TemporaryDirectory()\n"  # cleaned by weakref.finalize at exit
+            "print(tmp.name, file=sys.stderr)\n"
+            "main()\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "0\n"
+    tmpdir, frozen = p.stderr.split()
+    assert frozen == "frozen=True"
+    import os
+
+    assert not os.path.exists(tmpdir)
+    # in-process use (CliRunner, tests, a library caller) leaves the collector alone
+    import gc
+
+    from eventodb_cli.cli.main import cli as root
+    from click.testing import CliRunner
+
+    before = gc.get_freeze_count()
+    r = CliRunner().invoke(root, ["stream", "version", "x-1", "--store", str(store)])
+    assert r.exit_code == 0 and gc.get_freeze_count() == before

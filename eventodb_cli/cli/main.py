@@ -187,7 +187,22 @@ _name_context_in_usage_errors(cli)
 
 def main(argv=None) -> None:
     """Entry point of the ``eventodb`` executable."""
+    _skip_collection_at_exit()
     cli.main(args=argv, prog_name="eventodb")
+
+
+def _skip_collection_at_exit() -> None:
+    """The interpreter's shutdown runs full garbage collections over every object still alive
+    (click's, typing's, ours): ~4-5 ms of a ~45 ms command, more than all our own imports.
+    ``gc.freeze()`` from an atexit handler moves them out of the collector's reach first.
+    Registered before anything else, it runs after every other atexit handler (weakref.finalize
+    callbacks, temporary directories), and stdout/stderr are still flushed by the interpreter;
+    what is skipped are finalizers of objects alive in cycles at exit, which Python does not
+    promise to run (every store, file and connection is closed by its ``with`` block)."""
+    import atexit
+    import gc
+
+    atexit.register(gc.freeze)
 
 
 def run_guarded(group: click.Group, args, prog_name, standalone_mode: bool, **extra) -> int:
