@@ -8,7 +8,11 @@ in the seed's JSON form plus who it belongs to::
 
 ``consume --checkpoint PATH`` writes it, ``lag --checkpoints SOURCE`` and
 ``simulate-scale --checkpoints SOURCE`` read it. SOURCE is a directory (every ``*.json`` in it)
-or one file. Files are written atomically: temp file, fsync, rename, fsync of the directory.
+or one file. Files are replaced atomically (a killed process leaves the old file or the new
+one). ``consume`` saves after each batch without fsync, keeps a durable copy at most
+``--sync-interval`` old (1 s by default) next to the file, and makes the file itself durable at
+the end of a run: a SIGKILL loses nothing (the page cache outlives the process), a power loss
+can take the position back by at most the interval's saves (``FileKeeper``).
 """
 
 from __future__ import annotations
@@ -50,8 +54,28 @@ def default_name(category: str, member: int, size: int) -> str:
     return f"{category}.member-{member}-of-{size}.json"
 
 
-def load(path: str) -> Checkpoint | None:
-    """The checkpoint at ``path``, or ``None`` when there is no file. Bad content: UsageError."""
+def load(path: str, *, log=None) -> Checkpoint | None:
+    """The checkpoint at ``path``, or ``None`` when there is no file. Bad content: UsageError,
+    unless a consumer's durable copy of it is readable (``FileKeeper``: after a power loss the
+    file, written without fsync, can be empty): then that copy, and ``log`` says so."""
+    try:
+        return _load_one(path)
+    except UsageError:
+        copy = durable_copy_path(path)
+        try:
+            cp = _load_one(copy)
+        except UsageError:
+            cp = None
+        if cp is None:
+            raise
+        if log is not None:
+            log(f"checkpoint {path} is unreadable (a power loss?); continuing from its durable "
+                f"copy {copy} (position {cp.position})")
+        cp.path = path
+        return cp
+
+
+def _load_one(path: str) -> Checkpoint | None:
     try:
         with open(path, encoding="utf-8") as fh:
             obj = json.load(fh)
@@ -73,11 +97,12 @@ def load(path: str) -> Checkpoint | None:
                       size if isinstance(size, int) else None, path)
 
 
-def save(path: str, cp: Checkpoint) -> None:
-    """Write atomically: a crash leaves the old file or the new one, never a torn one."""
+def save(path: str, cp: Checkpoint, *, durable: bool = True) -> None:
+    """Write atomically: a crash leaves the old file or the new one, never a torn one.
+    ``durable``: fsync the file and its directory (survives a power loss too)."""
     if cp.updated_at is None:
         cp.updated_at = time.time_ns()
-    atomic_write_text(path, json.dumps(cp.to_json()), prefix=".ckpt-")
+    atomic_write_text(path, json.dumps(cp.to_json()), prefix=".ckpt-", durable=durable)
 
 
 def load_source(source: str, *, category: str | None = None,
@@ -139,24 +164,50 @@ def check_writable(path: str) -> None:
         raise UsageError(f"--checkpoint {path} is not readable")
 
 
+def durable_copy_path(path: str) -> str:
+    """Where a running consumer keeps the durable copy of its checkpoint (``FileKeeper``):
+    ``DIR/.NAME.sync`` next to ``DIR/NAME`` (hidden, not ``*.json``)."""
+    directory, name = os.path.split(path)
+    return os.path.join(directory, f".{name}.sync")
+
+
 class FileKeeper:
-    """A consumer's position in a checkpoint file (the next global position to read)."""
+    """A consumer's position in a checkpoint file (the next global position to read).
+
+    Every save replaces the file atomically without fsync (``fsutil.replace_quick``): a SIGKILL
+    cannot undo it, the page cache outlives the process. The fsyncs that make a save survive a
+    power loss or an OS crash cost a millisecond or more each, so they are made at most once per
+    ``sync_interval`` seconds, and not to the file itself: ``sync()`` writes the position durably
+    (temp file, fsync, rename, fsync of the directory) to a copy, ``durable_copy_path``, which
+    ``load`` reads only when the file itself is unreadable (a power loss can leave a file written
+    without fsync empty). ``sync()`` runs at the first save, whenever the last durable copy is
+    ``sync_interval`` old, and when the consumer goes idle; ``finish()`` at the end of a run makes
+    the file itself durable and removes the copy. A power loss thus takes the position back by at
+    most ``sync_interval`` seconds of saves (those messages are handed over again: at least once,
+    never a skip). ``sync_interval=0``: every save is durable, no copy."""
 
     def __init__(self, path: str, category: str, member: int, size: int, *,
-                 from_position: int | None = None, log=None):
+                 from_position: int | None = None, log=None, sync_interval: float = 1.0):
         self.path = path
         self.category = category
         self.member = member
         self.size = size
         self.from_position = from_position
+        self.sync_interval = sync_interval
         self._log = log or (lambda text: None)
+        directory, name = os.path.split(os.path.abspath(path))
+        self._tmp = os.path.join(directory, f".ckpt-{os.getpid()}-{name}")
+        self._copy = durable_copy_path(path)
+        self._synced_at: float | None = None  # monotonic time of the last durable copy
+        self._unsynced: str | None = None  # the last save's text while no durable copy has it
+        self._quick = False  # the file has had a save without fsync
 
     @property
     def where(self) -> str:
         return f"checkpoint {self.path}"
 
     def load(self) -> int:
-        cp = load(self.path)
+        cp = load(self.path, log=self._log)
         if cp is None:
             return self.from_position if self.from_position is not None else 1
         for what, mine, theirs in (("category", self.category, cp.category),
@@ -171,5 +222,42 @@ class FileKeeper:
                       f"--from-position {self.from_position}")
         return max(cp.position, 1)
 
-    def save(self, next_position: int) -> None:
-        save(self.path, Checkpoint(next_position, None, self.category, self.member, self.size))
+    def save(self, next_position: int, *, durable: bool = False) -> None:
+        """Replace the file (atomic, no fsync); ``durable`` (or ``sync_interval`` 0): with the
+        fsyncs. A durable copy is written when the last one is ``sync_interval`` old."""
+        cp = Checkpoint(next_position, time.time_ns(), self.category, self.member, self.size)
+        text = json.dumps(cp.to_json())
+        if durable or self.sync_interval <= 0:
+            atomic_write_text(self.path, text, prefix=".ckpt-")
+            self._unsynced = None
+            return
+        from ..fsutil import replace_quick
+
+        replace_quick(self.path, text.encode("utf-8"), self._tmp)
+        self._quick = True
+        self._unsynced = text
+        if self._synced_at is None or time.monotonic() - self._synced_at >= self.sync_interval:
+            self.sync()
+
+    def sync(self) -> None:
+        """Write the last save durably to the copy (nothing to do when it is there already)."""
+        if self._unsynced is None:
+            return
+        atomic_write_text(self._copy, self._unsynced, prefix=".ckpt-")
+        self._unsynced = None
+        self._synced_at = time.monotonic()
+
+    def finish(self) -> None:
+        """End of a run: make the file itself durable (fsync it and its directory) and remove
+        the durable copy."""
+        if not self._quick:
+            return
+        from ..fsutil import make_durable
+
+        make_durable(self.path)
+        self._quick = False
+        self._unsynced = None
+        try:
+            os.unlink(self._copy)
+        except FileNotFoundError:
+            pass

@@ -165,6 +165,11 @@ class Pending:
     def add(self, end: int, next_position: int, ledger_id: tuple[str, int] | None = None) -> None:
         self._q.append((end, next_position, ledger_id))
 
+    def extend(self, ends, next_positions) -> None:
+        """``add`` for many messages without ledger ids: their end offsets and next positions,
+        in order."""
+        self._q.extend(zip(ends, next_positions, [None] * len(next_positions)))
+
     def take(self, taken: int) -> tuple[int | None, list[tuple[str, int]], int]:
         """Pop every entry whose line ends at or before ``taken`` bytes: the next position after
         the last of them (None when none), their ledger ids (id, global position) and how many
@@ -173,6 +178,12 @@ class Pending:
         position = None
         ids = []
         n = 0
+        if q and q[-1][0] <= taken:  # everything was taken (offsets only grow)
+            position = q[-1][1]
+            ids = [lid for _e, _p, lid in q if lid is not None]
+            n = len(q)
+            q.clear()
+            return position, ids, n
         while q and q[0][0] <= taken:
             _end, position, lid = q.popleft()
             n += 1

@@ -147,7 +147,8 @@ class PipeHandler:
         self._retry: list[tuple[float, _Entry]] = []  # error answers waiting for their backoff
         self._stopped: str | None = None
         self._interrupted = False
-        self.acked = 0
+        self.acked = 0  # messages acknowledged (what the consumer reports as handled)
+        self.last_acked_at: int | None = None  # ns since epoch, when the last ack was read
         self.failed = 0  # skipped after the retries
         self.skipped_ids: set[str] = set()  # failed and skipped, not yet past the ledger
         self.failures = 0  # failed attempts: error answers, protocol errors, deaths
@@ -473,7 +474,10 @@ class PipeHandler:
             return
         if not chunk:  # its stdout is closed: it ended (or closed it)
             if self._partial:
+                acked = self.acked
                 self._answers([self._partial])
+                if self.acked != acked:
+                    self.last_acked_at = time.time_ns()
                 if self._proc is None:
                     return
             self._died("")
@@ -481,7 +485,10 @@ class PipeHandler:
         lines = (self._partial + chunk).split(b"\n")
         self._partial = lines.pop()
         if lines:
+            acked = self.acked
             self._answers(lines)
+            if self.acked != acked:
+                self.last_acked_at = time.time_ns()
         if len(self._partial) > MAX_ANSWER and self._proc is not None:
             self._died(f"protocol error: an answer of more than {MAX_ANSWER} bytes",
                        protocol=True)
