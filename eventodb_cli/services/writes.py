@@ -32,8 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from ..domain import strictjson
-from ..domain.message import AlreadyWritten, NewMessage, new_message_from_record
+from ..domain.message import AlreadyWritten, NewMessage
 from ..errors import (EXIT_USAGE, BatchFailed, DuplicateMessageId, EventoError, UsageError,
                       VersionConflict)
 from ..store.base import Store
@@ -226,6 +225,7 @@ def write_ndjson(
     file: str | None = None,
     resume: bool = False,
     warn: Callable[[str], None] | None = None,
+    parallel: bool | None = None,
 ) -> WriteSummary:
     """Write NDJSON records (``stream``, ``type``, ``data``, ``metadata``?, ``id``?,
     ``expectedVersion``?) in batches of ``batch_size``. ``on_progress(bytes, messages)`` is called
@@ -233,8 +233,11 @@ def write_ndjson(
 
     ``file`` (the real path of a regular file) records progress so that ``resume`` can finish an
     interrupted run exactly once. Errors carry ``summary`` and ``resumable``. ``warn(text)``
-    hears about progress that cannot be recorded."""
-    from xxhash import xxh3_128
+    hears about progress that cannot be recorded. ``parallel``: parse in a second process
+    (``services/bulkproc.py``; a local store only); None decides by the file's size and the
+    CPUs available."""
+    from .bulkparse import BadLine, LineBatches
+    from .bulkproc import ParserFailed, usable_store, wanted
 
     summary = WriteSummary()
     started = time.perf_counter()
@@ -264,17 +267,23 @@ def write_ndjson(
     summary.resumed = resume
     summary.lines_done = skip
     derive = tracker is not None and not hasattr(store, "write_progress")
-    hasher = xxh3_128()
-    batch: list[NewMessage] = []
-    batch_lines: list[int] = []
-    nbytes = 0
+    if parallel is None:
+        parallel = isinstance(tracker, _LocalTracker) and wanted(store, lines, file)
+    elif parallel and not (isinstance(tracker, _LocalTracker) and usable_store(store)):
+        parallel = False
+    reader = LineBatches(lines, batch_size, skip=skip, prev=prev, file=file,
+                         hash_lines=tracker is not None, salt=salt if derive else None,
+                         derive=derived_id)
+    # the batch being written; where the byte count and digest of the lines read come from
+    cur = _Current(reader)
 
     def record(lines_done: int, extra: int = 0, done: bool = False) -> dict:
-        return {"file": file, "lines": lines_done, "bytes": nbytes,
-                "digest": _digest_hex(hasher), "written": base + summary.written + extra,
+        return {"file": file, "lines": lines_done, "bytes": cur.nbytes,
+                "digest": cur.digest(), "written": base + summary.written + extra,
                 "done": done, "salt": salt}
 
     def fail(e: EventoError, partial) -> None:
+        batch, batch_lines = cur.batch, cur.lines
         line = batch_lines[0]
         if isinstance(e, VersionConflict):
             for m, ln in zip(batch, batch_lines):
@@ -295,6 +304,7 @@ def write_ndjson(
         raise err from None
 
     def flush(lines_read: int) -> None:
+        batch = cur.batch
         if not batch:
             return
         try:
@@ -305,54 +315,48 @@ def write_ndjson(
         except EventoError as e:
             fail(e, getattr(e, "batch_results", None))
         _account(summary, results)
+        done(lines_read)
+
+    def done(lines_read: int) -> None:
         summary.batches += 1
         summary.lines_done = lines_read
-        batch.clear()
-        batch_lines.clear()
+        cur.batch.clear()
+        cur.lines.clear()
         if on_progress:
-            on_progress(nbytes, summary.written)
+            on_progress(cur.nbytes, summary.written)
 
     bulk = getattr(store, "bulk_writes", None)  # a local store: durable at the end
     with bulk() if bulk is not None else contextlib.nullcontext():
         try:
             if tracker is not None and not (resume and prev is not None):
                 tracker.start(record(0))
-            lineno = 0
-            for lineno, line in enumerate(lines, 1):
-                nbytes += len(line)
-                if lineno <= skip:
-                    hasher.update(line if isinstance(line, bytes) else line.encode("utf-8"))
-                    if lineno == skip:
-                        _check_prefix(prev, nbytes, hasher, file)
-                    continue
-                if tracker is not None:
-                    hasher.update(line if isinstance(line, bytes) else line.encode("utf-8"))
-                if not line.strip():
-                    continue
-                try:
-                    rec = strictjson.loads(line)
-                except ValueError as e:  # malformed, not UTF-8, NaN/Infinity, 1e999, lone surrogate
-                    _bad_line(lineno, f"invalid JSON: {strictjson.error_text(e)}", summary,
-                              batch_lines, _resumable(tracker))
-                try:
-                    m = new_message_from_record(rec)
-                except ValueError as e:
-                    _bad_line(lineno, str(e), summary, batch_lines, _resumable(tracker))
-                if derive and not m.id:
-                    m = m._replace(id=derived_id(salt, lineno))
-                batch.append(m)
-                batch_lines.append(lineno)
-                if len(batch) >= batch_size:
-                    flush(lineno)
-            flush(lineno)
+            if parallel:
+                lineno = _write_parallel(store, reader, cur, record, flush, done, summary,
+                                         skip=skip, prev=prev, file=file)
+            else:
+                for cur.batch, cur.lines in reader:
+                    cur.nbytes = reader.nbytes
+                    flush(reader.lineno)
+                lineno = reader.lineno
+                cur.nbytes = reader.nbytes
             if tracker is not None:
                 summary.lines_done = max(lineno, summary.lines_done)
                 tracker.finish(record(summary.lines_done, done=True))
+        except BadLine as e:
+            pending = getattr(e, "pending", None)
+            raise _bad_line(e.lineno, e.reason, summary,
+                            reader.pending if pending is None else pending,
+                            _resumable(tracker)) from None
+        except ParserFailed as e:
+            e.summary = summary
+            e.resumable = _resumable(tracker)
+            raise
         except KeyboardInterrupt as e:
+            batch_lines = cur.lines if parallel else reader.pending
             partial = getattr(e, "batch_results", None)
             if partial:
-                done = [r for r in partial if r is not None]
-                _account(summary, done)
+                done_ = [r for r in partial if r is not None]
+                _account(summary, done_)
                 summary.partial = [ln for ln, r in zip(batch_lines, partial) if r is not None]
             if isinstance(tracker, _LocalTracker):  # what the store committed, exactly
                 got = tracker.load()
@@ -366,6 +370,56 @@ def write_ndjson(
             raise err from None
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+class _Current:
+    """The batch being written (messages, line numbers) and the bytes read with their digest."""
+
+    def __init__(self, reader):
+        self.batch: list[NewMessage] = []
+        self.lines: list[int] = []
+        self.nbytes = 0
+        self.digest = reader.digest
+
+
+def _write_parallel(store, reader, cur: _Current, record, flush, done, summary: WriteSummary,
+                    *, skip: int, prev: dict | None, file: str | None) -> int:
+    """The batches of a parser process (``services/bulkproc.py``): rows computed ahead are
+    written by ``store/local_bulk.write_rows`` while they hold; otherwise (and from then on)
+    as messages through ``flush``, as the in-process path does. Returns the lines read."""
+    from ..store.local_bulk import snapshot, write_rows
+    from .bulkproc import ParserProcess
+
+    dv, head = snapshot(store)
+    fast = True
+    offsets: dict[str, int] = {}
+    with ParserProcess(reader.lines, reader.batch_size, skip=skip, prev=prev, file=file,
+                       head=head) as proc:
+        for frame in proc:
+            kind, payload = frame[0], frame[1]
+            if kind == "E":
+                cur.nbytes, digest = frame[2], frame[3]
+                cur.digest = lambda: digest
+                return payload
+            _, payload, lines, lines_read, cur.nbytes, digest, fresh, expected = frame
+            cur.digest = lambda: digest
+            cur.lines = lines
+            if kind == "B" and fast:
+                cur.batch = payload  # rows: only their count is read before they are written
+                if write_rows(store, payload, record(lines_read, len(payload)), fresh,
+                              expected, dv, head == 0, offsets):
+                    _account_range(summary, len(payload), payload[0][0], payload[-1][0])
+                    done(lines_read)
+                    continue
+            fast = False
+            if kind == "B":
+                expected = expected or {}
+                cur.batch = [NewMessage(r[2], r[3], r[5], r[6], r[1], expected.get(i))
+                             for i, r in enumerate(payload)]
+            else:
+                cur.batch = [NewMessage(*t) for t in payload]
+            flush(lines_read)
+    raise AssertionError("unreachable")
 
 
 def _same_prefix(file: str, prev: dict) -> bool:
@@ -385,12 +439,6 @@ def _same_prefix(file: str, prev: dict) -> bool:
     except OSError:
         return False
     return _digest_hex(h) == prev["digest"]
-
-
-def _check_prefix(prev: dict, nbytes: int, hasher, file: str | None) -> None:
-    """The same check while reading (the file changed during the run)."""
-    if nbytes != prev["bytes"] or _digest_hex(hasher) != prev["digest"]:
-        raise UsageError(f"{file} changed while it was read: cannot resume; nothing written")
 
 
 def describe_written(summary: WriteSummary, batch_lines: list[int]) -> str:
@@ -425,11 +473,15 @@ def _account(summary: WriteSummary, results) -> None:
         return
     fresh = [r for r in results if not isinstance(r, AlreadyWritten)]
     summary.already_written += len(results) - len(fresh)
-    summary.written += len(fresh)
     if not fresh:
         return
-    lo = min(r.global_position for r in fresh)
-    hi = max(r.global_position for r in fresh)
+    _account_range(summary, len(fresh), min(r.global_position for r in fresh),
+                   max(r.global_position for r in fresh))
+
+
+def _account_range(summary: WriteSummary, n: int, lo: int, hi: int) -> None:
+    """``n`` messages written at global positions ``lo``..``hi``."""
+    summary.written += n
     if summary.first_global_position is None or lo < summary.first_global_position:
         summary.first_global_position = lo
     if summary.last_global_position is None or hi > summary.last_global_position:
@@ -450,7 +502,7 @@ def _ranges(lines: list[int], limit: int = 6) -> str:
 
 
 def _bad_line(lineno: int, reason: str, summary: WriteSummary, pending: list[int],
-              resumable: bool) -> None:
+              resumable: bool) -> BatchFailed:
     tail = f" (lines {pending[0]}-{lineno} were not)" if pending else ""
     err = BatchFailed(
         f"line {lineno}: {reason}; {summary.written} messages were written before it{tail}",
@@ -458,4 +510,4 @@ def _bad_line(lineno: int, reason: str, summary: WriteSummary, pending: list[int
     )
     err.summary = summary
     err.resumable = resumable
-    raise err
+    return err
