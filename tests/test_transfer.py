@@ -274,6 +274,7 @@ def test_usage_errors(cli, store_path, tmp_path):
 
 
 def test_failed_export_leaves_no_file(cli, store_path, tmp_path, monkeypatch):
+    """Through the ordinary path (several categories: messages formatted by to_record_line)."""
     fill(store_path, 3000)
     out = tmp_path / "x.ndjson"
     from eventodb_cli.services import transfer
@@ -288,8 +289,38 @@ def test_failed_export_leaves_no_file(cli, store_path, tmp_path, monkeypatch):
         return real(m)
 
     monkeypatch.setattr(transfer, "to_record_line", boom)
-    r = cli("export", "--store", store_path, "-O", out)
-    assert r.exit_code != 0
+    r = cli("export", "--store", store_path, "-O", out, "-c", "account,order,audit,user")
+    assert r.exit_code != 0 and seen["n"] > 2000
+    assert not out.exists() and not (tmp_path / "x.ndjson.manifest.json").exists()
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".part")]
+
+
+@pytest.mark.parametrize("args", [(), ("-c", "account")])
+def test_failed_local_export_leaves_no_file(cli, store_path, tmp_path, monkeypatch, args):
+    """Through a local store's fast path (lines made in SQLite): a write failing mid-export."""
+    fill(store_path, 3000)
+    out = tmp_path / "x.ndjson"
+    from eventodb_cli.services import transfer
+
+    real = transfer._hasher
+    seen = {"bytes": 0}
+
+    class Boom:
+        def __init__(self):
+            self.h = real()
+
+        def update(self, data):
+            seen["bytes"] += len(data)
+            if seen["bytes"] > 100_000:
+                raise OSError(28, "No space left on device")
+            self.h.update(data)
+
+        def hexdigest(self):
+            return self.h.hexdigest()
+
+    monkeypatch.setattr(transfer, "_hasher", Boom)
+    r = cli("export", "--store", store_path, "-O", out, "--batch-size", "100", *args)
+    assert r.exit_code != 0 and seen["bytes"] > 100_000
     assert not out.exists() and not (tmp_path / "x.ndjson.manifest.json").exists()
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".part")]
 

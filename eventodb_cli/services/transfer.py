@@ -1,7 +1,8 @@
 """Export and import in EventoDB's NDJSON export format (PROTOCOL.md section 9), with manifests.
 
 Export reads through the Store interface (``iter_category``), so it works on a local store and on
-a server alike. Several categories are merged by global position (not one after the other like
+a server alike; a local store's export of every message or of one category has its lines made
+in SQLite instead (``store/local_export``: the same bytes, one read transaction). Several categories are merged by global position (not one after the other like
 EventoDB's Go exporter): a file is then always in global-position order, which is the order an
 import must insert in, and the same selection gives the same bytes whatever the category order
 on the command line.
@@ -117,6 +118,50 @@ def write_records(messages: Iterable[Message], sink: BinaryIO,
     return res
 
 
+def write_chunks(chunks: Iterable[tuple[bytes, int, int, int]], sink: BinaryIO,
+                 on_progress: Callable[[int, int], None] | None = None) -> ExportResult:
+    """``write_records`` for lines already made: chunks of ``(bytes, count, first gpos, last
+    gpos)`` (``store/local_export.record_chunks``), written and hashed as they come."""
+    started = time.perf_counter()
+    h = _hasher()
+    res = ExportResult()
+    it = iter(chunks)
+    try:
+        for data, k, first, last in it:
+            if res.first is None:
+                res.first = first
+            sink.write(data)
+            h.update(data)
+            res.nbytes += len(data)
+            res.count += k
+            res.last = last
+            if on_progress:
+                on_progress(res.count, last)
+    finally:
+        close = getattr(it, "close", None)
+        if close:
+            close()  # a stopped export ends its read transaction now
+    res.digest = h.hexdigest()
+    res.seconds = time.perf_counter() - started
+    return res
+
+
+def _records_writer(store, cats: list[str], since: int, until: int | None, batch_size: int,
+                    on_progress) -> Callable[[BinaryIO], ExportResult]:
+    """How this export writes its records: a local store of one category or all of them makes
+    its lines in SQLite (``store/local_export``, the same bytes); anything else formats the
+    messages of ``select_messages``."""
+    if getattr(store, "kind", "") == "local" and getattr(store, "conn", None) is not None \
+            and len(cats) <= 1:
+        from ..store.local_export import record_chunks
+
+        return lambda sink: write_chunks(
+            record_chunks(store, cats[0] if cats else "", since, until, batch_size), sink,
+            on_progress)
+    msgs = select_messages(store, cats, since, until, batch_size)
+    return lambda sink: write_records(msgs, sink, on_progress)
+
+
 def _flush_lines(buf: list[str], sink: BinaryIO, h, res: ExportResult) -> None:
     data = ("\n".join(buf) + "\n").encode("utf-8")
     sink.write(data)
@@ -186,14 +231,14 @@ def export(store, output: str | None, *, categories: Iterable[str] = (), since: 
     to_stdout = output in (None, "-")
     if not to_stdout and manifest is None:
         manifest = manifest_path_for(output)
-    msgs = select_messages(store, cats, since, until, batch_size)
+    write = _records_writer(store, cats, since, until, batch_size, on_progress)
     compression = "gzip" if gzip else None
     if to_stdout:
         raw = sys.stdout.buffer
         sys.stdout.flush()
         sink = _gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) if gzip else raw
         try:
-            res = write_records(msgs, sink, on_progress)
+            res = write(sink)
         finally:
             if gzip:
                 sink.close()
@@ -209,9 +254,9 @@ def export(store, output: str | None, *, categories: Iterable[str] = (), since: 
                     # mtime=0 and no file name: the same records give the same gzip bytes
                     with _gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=6,
                                         mtime=0) as gz:
-                        res = write_records(msgs, gz, on_progress)
+                        res = write(gz)
                 else:
-                    res = write_records(msgs, raw, on_progress)
+                    res = write(raw)
                 raw.flush()
                 os.fsync(raw.fileno())
             os.chmod(tmp, 0o644)
