@@ -63,7 +63,9 @@ def start(data_dir: Path, token: str, tree: str | None = None):
     cmd = [exe]
     env = None
     if tree:
-        cmd = [sys.executable, "-c", "from eventodb_cli.cli.main import main; main()"]
+        # -P: without it ``-c`` puts the current directory first on sys.path, and run from
+        # the repository's root the server would import ./eventodb_cli, not the tree's
+        cmd = [sys.executable, "-P", "-c", "from eventodb_cli.cli.main import main; main()"]
         env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
     proc = subprocess.Popen(cmd + ["serve", "--data-dir", str(data_dir), "--port", str(port),
                                    "--token", token], stdout=subprocess.DEVNULL,
