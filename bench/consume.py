@@ -5,7 +5,8 @@ Builds a local store of --messages messages in one category over --streams strea
 then times, with the installed ``eventodb`` executable and stdout on /dev/null:
 
   A  eventodb consume CAT --member M --size N --checkpoint <fresh> --batch-size B > /dev/null
-     (NDJSON per message, checkpoint saved atomically with fsync after each batch)
+     (NDJSON per message, checkpoint replaced atomically after each batch; fsync'd at most once
+     per --sync-interval, 1 s, and at the end)
   B  eventodb category get CAT --all --member M --size N --format ndjson > /dev/null
 
 for each --batch-size given (and with --ledger, consume with a fresh idempotency ledger; with
@@ -107,7 +108,7 @@ def main() -> None:
 
     plain_argv = [exe, "category", "get", category, "--all", "--member", str(args.member),
                   "--size", str(args.size), "--format", "ndjson", "--store", store]
-    variants = [("consume (ndjson, checkpoint per batch)", bs, ["--batch-size", str(bs)])
+    variants = [("consume (ndjson, checkpoint saved per batch)", bs, ["--batch-size", str(bs)])
                 for bs in batch_sizes]
     if args.ledger:
         bs = max(batch_sizes)
