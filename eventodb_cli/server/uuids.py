@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import uuid
 
 from ..domain.message import uuid_error as go_uuid_error  # noqa: F401  (one check for all)
 
@@ -33,4 +32,10 @@ def uuid7() -> str:
     rand_a = rand >> 68 & 0xFFF
     rand_b = rand & ((1 << 62) - 1)
     value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
-    return str(uuid.UUID(int=value))
+    return _canonical(value)
+
+
+def _canonical(value: int) -> str:
+    """``str(uuid.UUID(int=value))`` without building the object (a third of the cost)."""
+    h = "%032x" % value
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
