@@ -107,6 +107,7 @@ def test_write_group_wakes_the_event_loop_once(tmp_path):
     with contextlib.redirect_stderr(io.StringIO()):
         ensure_default(registry, None)
     server = Server(registry, workers=2)
+    server.writes.loop_writes = False  # the writer threads' path (loopwrite: no hop at all)
     wakeups = []
 
     async def go():

@@ -1,7 +1,9 @@
 """The ASGI application of ``eventodb serve``: routing, auth, body limits, SSE and /import.
 
-A plain ASGI callable on uvicorn (httptools): five fixed paths need no router, and the hot path
-(``POST /rpc``) is one body read, one hop to the worker pool and one ``send`` pair.
+A plain ASGI callable on uvicorn (httptools): five fixed paths need no router. The hot routes
+(a small ``stream.write`` on ``POST /rpc``, ``GET /health``) usually never get here: they are
+answered from the parser's callbacks (``fastpath.py``), and what that path does not take
+(another method, an error, a large body) is handed to this application unchanged.
 """
 
 from __future__ import annotations
@@ -107,8 +109,7 @@ class Server:
             self.loop.call_soon_threadsafe(self.hub.close_namespace, namespace)
 
     def connection_count(self) -> int:
-        return sum(1 + len(ns._readers) if ns._writer else len(ns._readers)
-                   for ns in self.registry.all())
+        return sum(ns.connection_count() for ns in self.registry.all())
 
     # --- auth -------------------------------------------------------------------------------
     def caller(self, scope, query: dict[str, str]) -> tuple[str, bool]:

@@ -54,6 +54,8 @@ class Namespace:
         self.lock = threading.Lock()
         self.deleted = False
         self._writer: LocalStore | None = None
+        self._loop_writer: LocalStore | None = None  # loopwrite.py's connection
+        self.loop_wal_pages = 0  # WAL pages its commits added since a checkpoint (estimated)
         self._local = threading.local()
         self._readers: list[LocalStore] = []
         self._readers_lock = threading.Lock()
@@ -65,6 +67,24 @@ class Namespace:
         w = self._writer
         if w is None:
             w = self._writer = LocalStore(self.path, create=True)
+        return w
+
+    def loop_writer(self) -> LocalStore:
+        """The connection for writes made on the event loop (``loopwrite.py``): it never waits
+        for SQLite's write lock (``busy_timeout`` 0) and never checkpoints
+        (``wal_autocheckpoint`` 0); call only on the event loop, holding ``self.lock``."""
+        if self.deleted:
+            raise NamespaceGone(self.id)
+        w = self._loop_writer
+        if w is None:
+            w = LocalStore(self.path, create=True)
+            try:
+                w.conn.execute("PRAGMA busy_timeout = 0")
+                w.conn.execute("PRAGMA wal_autocheckpoint = 0")
+            except BaseException:
+                w.close()
+                raise
+            self._loop_writer = w
         return w
 
     def reader(self) -> LocalStore:
@@ -79,10 +99,17 @@ class Namespace:
                 self._readers.append(r)
         return r
 
+    def connection_count(self) -> int:
+        """Open SQLite connections to the store file (``sys.health``)."""
+        return (self._writer is not None) + (self._loop_writer is not None) + len(self._readers)
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self._loop_writer is not None:
+            self._loop_writer.close()
+            self._loop_writer = None
         with self._readers_lock:
             for r in self._readers:
                 try:

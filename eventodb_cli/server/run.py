@@ -100,8 +100,8 @@ def serve(*, data_dir: str | None, store: str | None, host: str, port: int, test
     import uvicorn
 
     from .app import Server
-    from .connections import (ACCEPT_BURST, Limits, auto_max_connections, protocol_class,
-                              raise_file_limit)
+    from .connections import ACCEPT_BURST, Limits, auto_max_connections, raise_file_limit
+    from .fastpath import protocol_class
 
     if token is not None:
         check_token(token)
@@ -133,7 +133,7 @@ def serve(*, data_dir: str | None, store: str | None, host: str, port: int, test
         limits = Limits(read_timeout=read_timeout, idle_timeout=idle_timeout,
                         max_connections=max_connections or auto_max_connections(file_limit),
                         log=_log)
-        config = uvicorn.Config(app, http=protocol_class(limits), loop="asyncio",
+        config = uvicorn.Config(app, http=protocol_class(limits, app), loop="asyncio",
                                 lifespan="on", access_log=False, log_level="warning",
                                 server_header=False, date_header=True,
                                 # no X-Forwarded-* rewriting: nothing here reads the client's

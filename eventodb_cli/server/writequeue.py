@@ -9,7 +9,12 @@ blocked on a ``SimpleQueue``: handing a job over is one C-level ``put``, where a
 ``ThreadPoolExecutor.submit`` costs a future, a work item, locks and a semaphore, and its thread
 holds the GIL for that bookkeeping just when the event loop wakes up for the answer (about half
 the CPU of a thread round trip, measured). The answer goes back with one
-``call_soon_threadsafe`` per group: one wake-up of the event loop."""
+``call_soon_threadsafe`` per group: one wake-up of the event loop.
+
+A write that nothing competes with (none of its namespace's writes queued or being written)
+is first tried on the event loop itself (``loopwrite.write_now``: no thread hop at all); only
+what cannot be written there without waiting comes to the threads. The threads also run the
+WAL checkpoints of those loop writes (``run_job``)."""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import threading
 from collections import deque
 
 from ..domain.message import NewMessage
+from .loopwrite import write_now
 from .rpc import apply_writes
 from .wire import error_body
 
@@ -35,29 +41,54 @@ class WriteQueue:
         self._threads: list[threading.Thread] = []
         self._max_threads = max(1, threads)
         self._closed = False
+        self.loop_writes = True  # loopwrite.write_now first (tests turn it off)
 
     def submit(self, namespace: str, msg: NewMessage) -> asyncio.Future:
         """Called on the event loop; the future gets ``(status, body)``."""
-        loop = self.server.loop
-        fut = loop.create_future()
+        fut = self.server.loop.create_future()
+        self.submit_call(namespace, msg, fut)
+        return fut
+
+    def submit_call(self, namespace: str, msg: NewMessage, waiter) -> None:
+        """Called on the event loop. ``waiter``: an asyncio future that gets ``(status, body)``,
+        or a plain callable called with it on the event loop (``fastpath``: no future, no task,
+        one loop turn less per answer). Called at once when the queue is closed, or when the
+        write could be done on the event loop at once (``loopwrite``: nothing of the namespace
+        queued or being written, no lock to wait for)."""
+        if self.loop_writes and namespace not in self._running and not self._closed:
+            result = write_now(self.server, namespace, msg)
+            if result is not None:
+                _deliver([waiter], [result])
+                return
         with self._lock:
             if self._closed:
-                fut.set_result((503, error_body("SERVER_BUSY", "Server shutting down; retry")))
-                return fut
+                _deliver([waiter], [(503, error_body("SERVER_BUSY",
+                                                     "Server shutting down; retry"))])
+                return
             q = self._queues.get(namespace)
             if q is None:
                 q = self._queues[namespace] = deque()
-            q.append((msg, fut))
+            q.append((msg, waiter))
             if namespace in self._running:
-                return fut
+                return
             self._running.add(namespace)
             # one thread per namespace being drained, up to the limit (the rest wait their turn)
             if len(self._threads) < min(len(self._running), self._max_threads) \
                     and not self._start_thread():
                 self.server.executor.submit(self._drain, namespace)  # no thread to be had
-                return fut
+                return
         self._jobs.put(namespace)
-        return fut
+
+    def run_job(self, fn, *args) -> None:
+        """Run ``fn(*args)`` on a writer thread (``loopwrite.checkpoint``); dropped when the
+        queue is closed."""
+        with self._lock:
+            if self._closed:
+                return
+            if not self._threads and not self._start_thread():
+                self.server.executor.submit(fn, *args)
+                return
+        self._jobs.put((fn, args))
 
     def _start_thread(self) -> bool:
         t = threading.Thread(target=self._run, name=f"eventodb-write-{len(self._threads)}",
@@ -72,10 +103,16 @@ class WriteQueue:
     def _run(self) -> None:
         jobs = self._jobs
         while True:
-            namespace = jobs.get()
-            if namespace is None:
+            job = jobs.get()
+            if job is None:
                 return
-            self._drain(namespace)
+            if type(job) is tuple:
+                try:
+                    job[0](*job[1])
+                except BaseException:  # pragma: no cover - the jobs catch their own errors
+                    pass
+                continue
+            self._drain(job)
 
     def _drain(self, namespace: str) -> None:
         """Writer thread: write groups until the namespace's queue is empty."""
@@ -106,7 +143,10 @@ class WriteQueue:
             t.join()
 
 
-def _deliver(futures, results) -> None:
-    for fut, res in zip(futures, results):
-        if not fut.done():
-            fut.set_result(res)
+def _deliver(waiters, results) -> None:
+    for w, res in zip(waiters, results):
+        if isinstance(w, asyncio.Future):
+            if not w.done():
+                w.set_result(res)
+        else:
+            w(res)  # never raises (fastpath catches its own errors)
