@@ -3,7 +3,10 @@
 - One pooled keep-alive ``httpx.Client`` per store (``POST /rpc`` to a plain http:// URL goes
   over ``rpc_conn``'s http.client pool instead); ``timeout`` per request attempt.
 - Retries with exponential backoff and jitter on connection errors, timeouts and HTTP 5xx, for
-  reads and for idempotent writes; never on 4xx.
+  reads and for idempotent writes; never on 4xx. A ``503 SERVER_BUSY`` (``eventodb serve``'s
+  admission control) is retried after its ``Retry-After`` (capped at ``max_backoff``, within the
+  same number of attempts, never waiting past ``timeout`` from the first attempt) and does not
+  count as possibly applied.
 - Server error codes become the typed errors of ``errors.py``.
 - The token is sent only as an ``Authorization: Bearer`` header and never appears in an error,
   a log line or a repr: every text that leaves the remote store goes through ``_redact``.
@@ -277,6 +280,7 @@ class RemoteHttp:
         or the last 5xx) and whether an earlier attempt may have been applied by the server."""
         maybe_applied = False
         attempt = 0
+        started = time.monotonic()
         while True:
             attempt += 1
             try:
@@ -292,8 +296,31 @@ class RemoteHttp:
                 if resp.status_code < 500 or attempt > self.retries or not idempotent \
                         or _is_duplicate_id(resp):
                     return resp, maybe_applied
+                busy = self._busy_wait(resp, what, started)
+                if busy is False:
+                    return resp, maybe_applied
+                if busy:
+                    continue  # refused before it was read: not applied, no backoff on top
                 maybe_applied = True
             self._sleep(attempt)
+
+    def _busy_wait(self, resp, what: str, started: float) -> bool | None:
+        """For a ``503 SERVER_BUSY`` (``eventodb serve``'s admission control: the body was not
+        read, nothing was applied): sleep the ``Retry-After`` it asks for (capped at
+        ``max_backoff``) and return True, or return False when that wait would end past
+        ``timeout`` seconds after the first attempt. None: not such an answer."""
+        if resp.status_code != 503 or _error_code(resp) != "SERVER_BUSY":
+            return None
+        try:
+            delay = float(resp.headers.get("retry-after") or "")
+        except ValueError:  # absent, or an HTTP date: the ordinary backoff
+            delay = self.backoff
+        delay = min(max(delay, 0.0), self.max_backoff)
+        if time.monotonic() - started + delay > self.timeout:
+            return False
+        self._say(f"{what}: server busy (503 SERVER_BUSY); retrying in {delay:g} s")
+        time.sleep(delay)
+        return True
 
     def _error(self, resp: httpx.Response, what: str) -> EventoError:
         """The typed error for a non-2xx response."""
@@ -359,6 +386,7 @@ class RemoteHttp:
 
     def _get(self, path: str) -> Any:
         attempt = 0
+        started = time.monotonic()
         while True:
             attempt += 1
             try:
@@ -369,6 +397,11 @@ class RemoteHttp:
             else:
                 if resp.status_code < 500 or attempt > self.retries:
                     break
+                busy = self._busy_wait(resp, "GET " + path, started)
+                if busy is False:
+                    break
+                if busy:
+                    continue
             self._sleep(attempt)
         if resp.status_code != 200:
             raise self._error(resp, path)
@@ -391,6 +424,14 @@ def _is_duplicate_id(resp: httpx.Response) -> bool:
             "messages.id" in _dumps(err.get("details", ""))
     except (ValueError, KeyError, TypeError, AttributeError):
         return False
+
+
+def _error_code(resp) -> str | None:
+    """The ``error.code`` of an EventoDB error answer, or None."""
+    try:
+        return str(resp.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _reason(e: Exception) -> str:
