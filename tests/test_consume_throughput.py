@@ -13,17 +13,22 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
 
 import pytest
-from helpers_consume import fill_store, read_checkpoint, share, wait_for
+from helpers_consume import fill_store, read_checkpoint, share, start_exe, wait_for
 
 from eventodb_cli.services import checkpoints as cps
-from eventodb_cli.services.consumer import Consumer, ConsumerOptions, PrintHandler
+from eventodb_cli.services.consumer import Consumer, ConsumerOptions
+from eventodb_cli.services.handlers import PrintHandler
 from eventodb_cli.services.pipehandler import PipeHandler
 from eventodb_cli.store.local import LocalStore
+
+from conftest import exe_path
 
 
 @pytest.fixture
@@ -255,3 +260,39 @@ def test_handled_and_health_count_acknowledged_messages(store_path, tmp_path):
         handler.close(grace=0.2)
         store.close()
     assert read_checkpoint(cp)["position"] == 4  # past the 3 acknowledged only
+
+
+def test_sigkill_then_a_damaged_checkpoint_resumes_from_the_copy(filled, tmp_path):
+    """The executable, SIGKILLed while following: its checkpoint and the durable copy are both
+    whole. Then the file is emptied (what a power loss can do to a save without fsync): the next
+    run starts from the copy (here the end: nothing to repeat), skips nothing, and leaves only
+    the durable file."""
+    exe = exe_path()
+    cp = str(tmp_path / "account.member-0-of-3.json")
+    out1 = tmp_path / "out1"
+    with LocalStore(filled) as store:
+        expected = share(store, "account", 0, 3)
+    end = expected[-1].global_position + 1
+    with open(out1, "wb") as fh:
+        p = start_exe(exe, "consume", "account", "--member", 0, "--size", 3,
+                      "--checkpoint", cp, "--store", filled, "--follow", "--poll-interval",
+                      "0.1", stdout=fh, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: os.path.exists(cp) and read_checkpoint(cp)["position"] == end, 30,
+                     what="caught up")
+            copy = cps.durable_copy_path(cp)
+            wait_for(lambda: os.path.exists(copy) and read_checkpoint(copy)["position"] == end,
+                     10, what="the durable copy (made when idle)")
+        finally:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(10)
+    assert os.path.exists(copy)  # a killed run leaves it
+    open(cp, "w").close()
+    r = subprocess.run([exe, "consume", "account", "--member", "0", "--size", "3",
+                        "--checkpoint", cp, "--store", filled], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert b"durable copy" in r.stderr
+    assert r.stdout == b""  # the copy was at the end: nothing to repeat, nothing skipped
+    assert read_checkpoint(cp)["position"] == end
+    assert not os.path.exists(copy)
+

@@ -101,7 +101,8 @@ def consume(category, member, size, checkpoint, sync_interval, group, position_e
     import signal
 
     from ..errors import UsageError
-    from ..services.consumer import Consumer, ConsumerOptions, ExecHandler, PrintHandler
+    from ..services.consumer import Consumer, ConsumerOptions
+    from ..services.handlers import ExecHandler, PrintHandler
 
     check_group(member, size)
     if not (math.isfinite(poll_interval) and 0 < poll_interval <= 86400):

@@ -196,7 +196,7 @@ class FileKeeper:
         self.sync_interval = sync_interval
         self._log = log or (lambda text: None)
         directory, name = os.path.split(os.path.abspath(path))
-        self._tmp = os.path.join(directory, f".ckpt-{os.getpid()}-{name}")
+        self._tmp = os.path.join(directory, f".ckpt-{os.getpid()}-{name}.tmp")
         self._copy = durable_copy_path(path)
         self._synced_at: float | None = None  # monotonic time of the last durable copy
         self._unsynced: str | None = None  # the last save's text while no durable copy has it
