@@ -114,10 +114,34 @@ def test_a_local_command_imports_only_its_own_command_module(tmp_path, exe):
     assert not {m for m in mods if m.startswith(("eventodb_cli.services", "eventodb_cli.server"))}
     assert not {m for m in mods if m.split(".")[0] in ("rich", "httpx", "httpcore", "sqlite_utils",
                                                         "psycopg", "uvicorn")}
-    # what resolve.py / common.py / render.py no longer load for a --store target
-    assert not {"eventodb_cli.store.profiles", "eventodb_cli.store.remote", "dataclasses",
-                "eventodb_cli.cli.completion"} & mods, \
-        sorted({"eventodb_cli.store.profiles", "dataclasses"} & mods)
+    # what resolve.py / common.py / render.py no longer load for a --store target, and locale:
+    # click's help and version options pass their texts through gettext, which imports it
+    unneeded = {"eventodb_cli.store.profiles", "eventodb_cli.store.remote", "dataclasses",
+                "eventodb_cli.cli.completion", "locale"}
+    assert not unneeded & mods, sorted(unneeded & mods)
+
+
+def test_help_and_version_options_are_clicks_own(cli):
+    """main.py builds -h/--help and -V/--version itself (no gettext): the same names, texts,
+    places and behaviour as click's, at the root, on a group and on a subcommand."""
+    import click
+
+    from eventodb_cli.cli.main import cli as root
+
+    r = cli("--version")
+    assert r.exit_code == 0 and r.stdout == "eventodb, version 0.1.0\n"
+    for path in ([], ["stream"], ["stream", "version"]):
+        full = cli(*path, "--help")
+        short = cli(*path, "-h")
+        assert full.exit_code == short.exit_code == 0 and full.stdout == short.stdout
+        assert "-h, --help" in full.stdout and "Show this message and exit." in full.stdout
+    ctx = click.Context(root, info_name="eventodb", help_option_names=["-h", "--help"])
+    opts = root.get_params(ctx)
+    assert opts[-1].opts == ["-h", "--help"] and opts[-1].help == "Show this message and exit."
+    assert not opts[-1].expose_value and opts[-1].is_eager
+    assert root.get_params(ctx)[-1] is opts[-1]  # built once (click orders callbacks by identity)
+    version = [p for p in opts if "--version" in p.opts][0]
+    assert version.opts == ["-V", "--version"] and version.help == "Show the version and exit."
 
 
 def test_the_executable_skips_the_collection_at_exit(tmp_path, exe):

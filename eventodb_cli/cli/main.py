@@ -60,6 +60,9 @@ class LazyGroup(click.Group):
     def list_commands(self, ctx):
         return [n for n, (mod, *_rest) in COMMANDS.items() if _module_exists(mod)]
 
+    def get_help_option(self, ctx):
+        return _help_option(self, ctx)
+
     def get_command(self, ctx, name):
         entry = COMMANDS.get(name)
         if entry is None or not _module_exists(entry[0]):
@@ -133,9 +136,36 @@ def _with_output_options(cmd: click.Command) -> click.Command:
         cmd.params.extend(p for p in _output_options() if not have & set(p.opts))
         cmd._eventodb_output_options = True
         _name_context_in_usage_errors(cmd)
+        cmd.get_help_option = lambda ctx, cmd=cmd: _help_option(cmd, ctx)
     for sub in getattr(cmd, "commands", {}).values():
         _with_output_options(sub)
     return cmd
+
+
+HELP_TEXT = "Show this message and exit."
+
+
+def _show_help(ctx, param, value):
+    if value and not ctx.resilient_parsing:
+        click.echo(ctx.get_help(), color=ctx.color)
+        ctx.exit()
+
+
+def _help_option(cmd: click.Command, ctx: click.Context) -> click.Option | None:
+    """``cmd``'s -h/--help option, as ``click.Command.get_help_option`` makes it (same names,
+    same text, after every other parameter, built once per command) but without passing its
+    text through gettext: the first gettext call imports ``locale`` and looks for message
+    catalogs (~0.8 ms of every start) for a text nothing translates (click ships no catalogs
+    and this program binds none)."""
+    names = cmd.get_help_option_names(ctx)
+    if not names or not cmd.add_help_option:
+        return None
+    opt = cmd.__dict__.get("_eventodb_help_option")
+    if opt is None:
+        opt = click.Option([*names, "_eventodb_help"], is_flag=True, expose_value=False,
+                           is_eager=True, help=HELP_TEXT, callback=_show_help)
+        cmd._eventodb_help_option = opt
+    return opt
 
 
 def _name_context_in_usage_errors(cmd: click.Command) -> None:
@@ -154,6 +184,14 @@ def _name_context_in_usage_errors(cmd: click.Command) -> None:
     cmd.parse_args = parse_args
 
 
+def _show_version(ctx, param, value):
+    """``eventodb --version``: what ``click.version_option`` prints, without its gettext calls
+    (see _help_option)."""
+    if value and not ctx.resilient_parsing:
+        click.echo(f"eventodb, version {__version__}", color=ctx.color)
+        ctx.exit()
+
+
 def _root_format(ctx, param, value):
     if value is not None:
         from .common import FORMAT_KEY
@@ -164,7 +202,8 @@ def _root_format(ctx, param, value):
 
 @click.group(cls=LazyGroup, invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "-V", "--version", prog_name="eventodb")
+@click.option("-V", "--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_show_version, help="Show the version and exit.")
 @target_options
 @click.option("--format", "-o", "fmt", type=click.Choice(FORMATS), default=None,
               expose_value=False, callback=_root_format,
