@@ -38,6 +38,7 @@ from .admission import RETRY_AFTER, SMALL
 from .app import JSON_HEADERS
 from .connections import GuardedProtocol, Limits
 from .rpc import check_request, decode_envelope, parse_write
+from .wire import error_body
 
 _HEALTH = b'{"status":"ok"}'
 _JSON_HEAD = b"".join(k + b": " + v + b"\r\n" for k, v in JSON_HEADERS)
@@ -173,7 +174,12 @@ class FastProtocol(GuardedProtocol):
         except Exception:  # every other request, and every error, is the ASGI path's
             self._to_asgi(cycle)
             return
-        server.writes.submit_call(namespace, msg, lambda result: self._answer(cycle, result))
+        try:
+            server.writes.submit_call(namespace, msg,
+                                      lambda result: self._answer(cycle, result))
+        except Exception as e:  # as app.rpc: still a JSON answer (an exception here would
+            # reach httptools and end the connection with a 400)
+            self._answer(cycle, (500, error_body("INTERNAL_ERROR", f"{type(e).__name__}: {e}")))
 
     def _answer(self, cycle: FastCycle, result) -> None:
         """Write ``(status, body)`` as the whole answer (``response_bytes``); then the next
