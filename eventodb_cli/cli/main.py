@@ -234,14 +234,23 @@ def _skip_collection_at_exit() -> None:
     """The interpreter's shutdown runs full garbage collections over every object still alive
     (click's, typing's, ours): ~4-5 ms of a ~45 ms command, more than all our own imports.
     ``gc.freeze()`` from an atexit handler moves them out of the collector's reach first.
-    Registered before anything else, it runs after every other atexit handler (weakref.finalize
-    callbacks, temporary directories), and stdout/stderr are still flushed by the interpreter;
-    what is skipped are finalizers of objects alive in cycles at exit, which Python does not
-    promise to run (every store, file and connection is closed by its ``with`` block)."""
+    Registered when main() starts, it runs after the atexit handlers the command registers
+    (LIFO); those registered earlier still run after it. weakref.finalize callbacks (temporary
+    directories) run, stdout/stderr are flushed and objects freed by reference counting are
+    finalized as before; what is skipped are finalizers of objects left in reference cycles at
+    exit, which Python does not promise to run. Only the executable's entry point does this:
+    ``cli.main`` (CliRunner, library callers) leaves the collector alone."""
+    global _exit_hook_registered
+    if _exit_hook_registered:  # main() called again in one process (a test, a wrapper)
+        return
     import atexit
     import gc
 
     atexit.register(gc.freeze)
+    _exit_hook_registered = True
+
+
+_exit_hook_registered = False
 
 
 def run_guarded(group: click.Group, args, prog_name, standalone_mode: bool, **extra) -> int:
