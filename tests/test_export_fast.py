@@ -182,3 +182,20 @@ def test_a_stopped_export_ends_its_read(tmp_path):
         doc = transfer.export(st, str(out), batch_size=1000)  # the store reads on as before
         assert doc["count"] == 5_000
         assert out.read_bytes() == _ordinary(st)[0]
+
+
+def test_time_texts_are_format_time():
+    import random
+
+    from eventodb_cli.domain.message import format_time
+
+    rng = random.Random(12)
+    values = [0, 1, 9, 10, 999_999_999, 1_000_000_000, 1_000_000_001, 9_999_999_999,
+              10_000_000_000, 10**18, 1_700_000_000_100_000_000, 253_402_300_799_999_999_999,
+              -1, -999_999_999, -1_000_000_000, -1_000_000_001, -62_135_596_800 * 10**9]
+    values += [rng.randrange(-10**19, 10**19) for _ in range(5_000)]
+    values += [rng.randrange(10**9) * 10**rng.randrange(10) for _ in range(2_000)]
+    texts = local_export._TimeTexts()
+    for _ in range(2):  # misses, then hits
+        for v in values:
+            assert texts[str(v).encode()] == (format_time(v) + '"}').encode(), v

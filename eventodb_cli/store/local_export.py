@@ -45,12 +45,29 @@ def _clamp(n: int) -> int:
 
 class _TimeTexts(dict):
     """The text that ends a line for the time integer as SQLite printed it (``b"17...."``):
-    ``2026-12-04T04:25:04.5206358Z"}`` (``format_time``, the one formatter), bounded."""
+    ``2026-12-04T04:25:04.5206358Z"}``, bounded. The second's text comes from ``format_time``
+    (the one formatter) once per second; the fraction is the token's last nine digits, which
+    are ``"%09d" % fraction`` already (messages written one by one have a time each)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: dict[bytes, bytes] = {}
 
     def __missing__(self, token: bytes) -> bytes:
         if len(self) >= 100_000:
             self.clear()
-        text = self[token] = (format_time(int(token)) + '"}').encode()
+        if len(token) > 9 and token[0] != 45:  # 45: "-"
+            secs = token[:-9]
+            base = self.seconds.get(secs)
+            if base is None:
+                if len(self.seconds) >= 10_000:
+                    self.seconds.clear()
+                base = self.seconds[secs] = format_time(int(secs) * 1_000_000_000)[:-1].encode()
+            frac = token[-9:].rstrip(b"0")
+            text = base + b"." + frac + b'Z"}' if frac else base + b'Z"}'
+        else:  # before 1970-01-01T00:00:01Z
+            text = (format_time(int(token)) + '"}').encode()
+        self[token] = text
         return text
 
 
