@@ -5,8 +5,11 @@ bounded by the position the unfiltered read reached (a snapshot: messages writte
 left out of every member read, so a live category does not produce false alarms). The head is
 not searched for first: on a server that costs ~2 log2(head) one-message reads, and on
 EventoDB's SQLite backend a read from an early position costs the rest of the category; a
-store that counts in one statement (Message DB) still gets its head first. Memory grows with the number of streams: one
-message counter per stream and the member that returned it, never the messages.
+store that counts in one statement (Message DB) still gets its head first. Memory grows with
+the number of streams: one message counter per stream and the member that returned it, never
+the messages. On a server, only each message's stream name and global position are decoded
+(``RemoteStore.category_stream_names``) and the member reads run a few at a time
+(``read_concurrency``), so the server reads one page while this process counts another.
 
 Checks, each a violation ``kind``:
 
@@ -24,6 +27,8 @@ Checks, each a violation ``kind``:
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from typing import Callable
 
 from ..domain.hashing import member_of_hash, stream_hash
@@ -50,8 +55,25 @@ def write_test_data(store, category: str, k: int, *, batch: int = 1000) -> list[
     return names
 
 
+def _stream_pages(store, category: str, member: int | None, size: int | None,
+                  until: int | None):
+    """(stream names of a page, global position reached), page by page. A store that reads
+    names alone (``category_stream_names``: a server's answer without building Messages) does;
+    any other pages through the reads a consumer would make."""
+    names = getattr(store, "category_stream_names", None)
+    if names is not None:
+        return names(category, 1, READ_BATCH, member, size, until=until)
+    return ((map(_stream_name, batch), reached) for batch, reached in
+            store.category_pages(category, 1, READ_BATCH, None, member, size, until=until))
+
+
+def _stream_name(m) -> str:
+    return m.stream_name
+
+
 def _read_counts(store, category: str, head: int, member: int | None, size: int | None,
-                 phase: str, on_progress: Progress | None) -> dict[str, int]:
+                 phase: str, on_progress: Progress | None,
+                 stop: threading.Event | None = None) -> dict[str, int]:
     """Messages per stream in ``category`` (or a member's share) up to ``head``. A store that can
     count in one statement (Message DB: ``stream_counts`` with its own hash_64/cardinal_id)
     answers itself; the generic path pages through the reads a consumer would make."""
@@ -61,15 +83,13 @@ def _read_counts(store, category: str, head: int, member: int | None, size: int 
         if on_progress:
             on_progress(phase, head, head)
         return counts
-    counts: dict[str, int] = {}
-    get = counts.get
-    for batch, reached in store.category_pages(category, 1, READ_BATCH, None, member, size,
-                                               until=head):
-        for x in batch:
-            s = x.stream_name
-            counts[s] = get(s, 0) + 1
+    counts: Counter[str] = Counter()
+    for names, reached in _stream_pages(store, category, member, size, head):
+        counts.update(names)  # C loop
         if on_progress:
             on_progress(phase, reached, head)
+        if stop is not None and stop.is_set():
+            raise _Stopped
     if on_progress:
         on_progress(phase, head, head)
     return counts
@@ -79,17 +99,65 @@ def _open_read(store, category: str, on_progress: Progress | None
                ) -> tuple[dict[str, int], int | None]:
     """Messages per stream of the whole category, and the highest global position read (None:
     empty): the head the member reads stop at."""
-    counts: dict[str, int] = {}
-    get = counts.get
+    counts: Counter[str] = Counter()
     head = None
-    for batch, reached in store.category_pages(category, 1, READ_BATCH):
-        for x in batch:
-            s = x.stream_name
-            counts[s] = get(s, 0) + 1
+    for names, reached in _stream_pages(store, category, None, None, None):
+        counts.update(names)
         head = reached
         if on_progress:
             on_progress("unfiltered read", reached, reached)
     return counts, head
+
+
+class _Stopped(Exception):
+    """A member read ended early because another one failed."""
+
+
+def _member_reads(store, category: str, head: int, size: int,
+                  on_progress: Progress | None) -> list[dict[str, int]]:
+    """Each member's counts, in member order. A store that takes concurrent reads
+    (``read_concurrency``, a server) gets up to that many at once, so the server reads one
+    member's page while this process counts another's. The result does not depend on the
+    interleaving; on a failure the others stop at their next page and the lowest member's error
+    is raised (what a one-by-one read would have raised first)."""
+    workers = min(size, int(getattr(store, "read_concurrency", 1) or 1))
+    if workers <= 1 or getattr(store, "stream_counts", None) is not None:
+        return [_read_counts(store, category, head, m, size, f"member {m}/{size}", on_progress)
+                for m in range(size)]
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    if on_progress is not None:
+        lock = threading.Lock()
+        shown = on_progress
+
+        def on_progress(phase: str, done: int, total: int | None) -> None:  # noqa: F811
+            with lock:
+                shown(phase, done, total)
+
+    stop = threading.Event()
+
+    def read(m: int) -> dict[str, int]:
+        try:
+            return _read_counts(store, category, head, m, size, f"member {m}/{size}",
+                                on_progress, stop)
+        except BaseException:
+            stop.set()  # the others end at their next page
+            raise
+
+    ex = ThreadPoolExecutor(workers, thread_name_prefix="eventodb-verify")
+    try:
+        futures = [ex.submit(read, m) for m in range(size)]
+        wait(futures)
+    except BaseException:  # Ctrl-C: start nothing more; the reads under way end at their page
+        stop.set()
+        ex.shutdown(wait=True, cancel_futures=True)
+        raise
+    ex.shutdown(wait=True)
+    for f in futures:
+        e = f.exception()
+        if e is not None and not isinstance(e, _Stopped):
+            raise e
+    return [f.result() for f in futures]
 
 
 def verify(store, category: str, size: int, *, on_progress: Progress | None = None) -> dict:
@@ -108,9 +176,9 @@ def verify(store, category: str, size: int, *, on_progress: Progress | None = No
     returned: dict[str, int] = {}  # stream -> first member that returned it
     extra: dict[str, list[int]] = {}  # stream -> every member, when more than one returned it
     members = []
-    for member in range(size):
-        got = {} if head is None else _read_counts(store, category, head, member, size,
-                                                   f"member {member}/{size}", on_progress)
+    shares = [{}] * size if head is None else _member_reads(store, category, head, size,
+                                                            on_progress)
+    for member, got in enumerate(shares):
         msgs = 0
         for s, c in got.items():
             msgs += c
