@@ -30,20 +30,46 @@ def _make_file(path, n: int) -> None:
             fh.write(json.dumps(rec) + "\n")
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(c) for c in fh.read().split()]
+    except OSError:
+        return []
+
+
+def _running(pid: int) -> bool:
+    """Is ``pid`` a live process (not gone, not a zombie waiting for its new parent)?"""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _kill_and_resume(args: list[str], env: dict, rng: random.Random, lo: float, hi: float,
-                     kills: int = 10) -> list[str]:
+                     kills: int = 10, children: list | None = None) -> list[str]:
     """Start ``args`` and SIGKILL it after a random delay, ``kills`` times, then run it to the
-    end. Returns what each run said (for the failure message)."""
+    end. Returns what each run said (for the failure message). The killed process's children
+    (a parser process) must die with it; ``children`` collects their pids."""
     said = []
     for _ in range(kills):
         p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        kids = []
         try:
             p.wait(rng.uniform(lo, hi))
         except subprocess.TimeoutExpired:
+            kids = _children(p.pid)
             p.send_signal(signal.SIGKILL)
         out, err = p.communicate(timeout=60)
         said.append(f"exit {p.returncode}: {out.decode()[:200]} {err.decode()[:300]}")
         assert p.returncode in (0, -signal.SIGKILL), said[-1]
+        deadline = time.monotonic() + 5
+        while any(map(_running, kids)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not any(map(_running, kids)), (kids, said[-1])  # no parser left behind
+        if children is not None:
+            children.extend(kids)
     killed = sum(s.startswith(f"exit {-signal.SIGKILL}") for s in said)
     assert killed >= kills // 2, said  # the kills really interrupted runs
     p = subprocess.run(args, capture_output=True, env=env, timeout=60)
@@ -81,7 +107,9 @@ def test_resume_after_sigkill_local_store_10_times(tmp_path):
     args = [exe_path(), "write", "--file", str(f), "--resume", "--store", store,
             "--batch-size", "250", "--no-progress", "--format", "json"]
     started = time.monotonic()
-    said = _kill_and_resume(args, env, rng, 0.25, 1.2)
+    kids: list[int] = []
+    said = _kill_and_resume(args, env, rng, 0.25, 1.2, children=kids)
+    assert kids, said  # the runs had a parser process (services/bulkproc.py) when killed
     with LocalStore(store) as s:
         msgs = list(s.iter_category("resume"))
     _check_exactly_once(msgs, n, [f"seed {seed}", *said])

@@ -1,0 +1,148 @@
+"""Issue 12 acceptance 4: ``write --file`` on a local store with a parser process
+(services/bulkproc.py) writes what the in-process path writes, fails the same way, and falls
+back to the ordinary write when another connection writes meanwhile. Real SQLite files, real
+forks. (kill -9 of the parent, no child left behind and --resume exactly once:
+tests/test_resume.py::test_resume_after_sigkill_local_store_10_times.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import uuid
+
+import pytest
+
+from eventodb_cli.domain.integrity import row_checksum
+from eventodb_cli.domain.message import new_message
+from eventodb_cli.errors import BatchFailed
+from eventodb_cli.services.writes import write_ndjson
+from eventodb_cli.store.local import LocalStore
+
+STREAMS = 37
+
+
+def _lines(n: int) -> list[str]:
+    out = []
+    for i in range(n):
+        rec: dict = {"stream": f"par-{i % STREAMS}", "type": "T", "data": {"i": i, "é": "ü\u2028"}}
+        if i % 5 == 0:
+            rec["id"] = str(uuid.UUID(int=i + 1))
+        if i % 7 == 0:
+            rec["metadata"] = {"correlationStreamName": "other-1", "n": 1.5}
+        if i % 11 == 0:
+            rec["type"] = "U"
+        out.append(json.dumps(rec))
+        if i % 13 == 0:
+            out.append("   ")  # a blank line is skipped
+    return out
+
+
+def _seed(path: str) -> None:
+    """A store that already holds messages of some of the streams (positions continue)."""
+    with LocalStore(path, create=True) as s:
+        s.write_batch([new_message(f"par-{k}", "Seed", {"k": k}) for k in range(0, STREAMS, 3)]
+                      + [new_message("par-1", "Seed", {})])
+
+
+def _rows(path: str) -> list[tuple]:
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT global_position, id, stream_name, type, position, data, "
+                            "metadata, time, category, cardinal_hash, checksum FROM messages "
+                            "ORDER BY global_position").fetchall()
+        progress = conn.execute("SELECT lines, bytes, digest, written, done FROM "
+                                "write_progress").fetchall()
+    finally:
+        conn.close()
+    for r in rows:  # every checksum is the row's own
+        assert r[10] == row_checksum(r[1], r[2], r[3], r[4], r[0], r[5], r[6], r[7])
+    return rows, progress
+
+
+def _comparable(rows):
+    """Rows without what is random or a clock (ids the tool made up, time, checksum)."""
+    own = {str(uuid.UUID(int=i + 1)) for i in range(0, 100_000, 5)}
+    return [(g, mid if mid in own else None, s, t, p, d, m, c, h)
+            for g, mid, s, t, p, d, m, _time, c, h, _sum in rows]
+
+
+def _write(path: str, f, parallel: bool, **kw):
+    with LocalStore(path, create=True) as s, open(f, "rb") as fh:
+        return write_ndjson(s, fh, file=str(f), parallel=parallel, **kw)
+
+
+@pytest.mark.parametrize("seeded", [False, True])
+def test_both_paths_write_the_same_rows(tmp_path, seeded):
+    f = tmp_path / "in.ndjson"
+    f.write_text("\n".join(_lines(3_000)) + "\n\n")
+    got = {}
+    for parallel in (False, True):
+        path = str(tmp_path / f"{parallel}.db")
+        if seeded:
+            _seed(path)
+        summary = _write(path, f, parallel, batch_size=400)
+        rows, progress = _rows(path)
+        got[parallel] = (summary.to_dict() | {"seconds": 0}, _comparable(rows), progress)
+    assert got[True] == got[False]
+    summary, rows, progress = got[True]
+    assert summary["written"] == 3_000 and summary["batches"] == 8
+    assert progress == [(3_000 + 3_000 // 13 + 2, f.stat().st_size, progress[0][2], 3_000, 1)]
+    assert len({r[0] for r in rows}) == len(rows)
+
+
+@pytest.mark.parametrize("bad,reason", [
+    ('{"stream":"par-1","type":"T","data":{"a":NaN}}', "NaN is not a JSON number"),
+    ('{"stream":"par-1","type":"T","data":{"a":1}', "invalid JSON"),
+    ('{"type":"T","data":{}}', "record has no 'stream'"),
+    ('{"stream":"par-1","type":"T","data":{},"expectedVersion":0}', "version"),
+])
+def test_a_bad_line_mid_run_fails_the_same_on_both_paths(tmp_path, bad, reason):
+    lines = _lines(2_600)
+    lines.insert(2_300, bad)  # line 2,301 of the file (after 177 blank lines of _lines)
+    f = tmp_path / "in.ndjson"
+    f.write_text("\n".join(lines) + "\n")
+    got = {}
+    for parallel in (False, True):
+        path = str(tmp_path / f"{parallel}.db")
+        with pytest.raises(BatchFailed) as e:
+            _write(path, f, parallel, batch_size=500)
+        rows, progress = _rows(path)
+        got[parallel] = (e.value.message, e.value.exit_code, e.value.summary.written,
+                         e.value.summary.lines_done, _comparable(rows), progress)
+    assert got[True] == got[False]
+    message, code, written, _lines_done, rows, _ = got[True]
+    assert "line 2301:" in message and reason in message, message
+    assert code == (3 if "expectedVersion" in bad else 2)
+    assert written == len(rows) and written % 500 == 0 and 0 < written < 2_300
+
+
+def test_another_writer_during_the_run_sends_batches_the_ordinary_way(tmp_path):
+    """A second connection commits between two batches: the rows computed ahead no longer
+    hold, the run writes the rest through write_batch (positions read from the store), and
+    the store ends with every line once, positions gapless per stream."""
+    f = tmp_path / "in.ndjson"
+    f.write_text("\n".join(_lines(2_000)) + "\n")
+    path = str(tmp_path / "s.db")
+    other = LocalStore(path, create=True)
+    calls = []
+
+    def meanwhile(_bytes, _written):
+        calls.append(1)
+        if len(calls) in (2, 3):
+            other.write(new_message("par-5", "Other", {}))
+
+    try:
+        with LocalStore(path) as s, open(f, "rb") as fh:
+            summary = write_ndjson(s, fh, 300, on_progress=meanwhile, file=str(f), parallel=True)
+    finally:
+        other.close()
+    assert summary.written == 2_000 and summary.batches == 7
+    rows, progress = _rows(path)
+    assert len(rows) == 2_002 and [r[0] for r in rows] == list(range(1, 2_003))
+    assert progress[0][3] == 2_000 and progress[0][4] == 1
+    seen = sorted(json.loads(r[5])["i"] for r in rows if r[3] != "Other")
+    assert seen == list(range(2_000))
+    for k in range(STREAMS):
+        positions = [r[4] for r in rows if r[2] == f"par-{k}"]
+        assert positions == list(range(len(positions))), k
