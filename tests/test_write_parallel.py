@@ -146,3 +146,62 @@ def test_another_writer_during_the_run_sends_batches_the_ordinary_way(tmp_path):
     for k in range(STREAMS):
         positions = [r[4] for r in rows if r[2] == f"par-{k}"]
         assert positions == list(range(len(positions))), k
+
+
+TRICKY = [
+    b'{"stream":"a-1","type":"T","data":{}}\n',
+    b'  {"stream":"a-1","type":"T","data":{}}\n',
+    b'{"stream":"a-1","type":"T","data":{}} \t\r\n',
+    b'{"stream":"a-1","type":"T","data":{}}\r\n',
+    b'{"stream":"a-1","type":"T","data":{}} x\n',
+    b'{"stream":"a-1","type":"T","data":{}}{}\n',
+    b'{"stream":"a-1","type":"T","data":{"s":"\\u00e9\\ud83d\\ude00"}}\n',
+    b'{"stream":"a-1","type":"T","data":{"s":"\\ud800"}}\n',
+    b'{"stream":"a-1","type":"T","data":{"\\udfff":1}}\n',
+    b'{"stream":"a-1","type":"T","data":{"n":NaN}}\n',
+    b'{"stream":"a-1","type":"T","data":{"n":-Infinity}}\n',
+    b'{"stream":"a-1","type":"T","data":{"n":1e999}}\n',
+    b'{"stream":"a-1","type":"T","data":{"n":' + b"9" * 5000 + b'}}\n',
+    b'{"stream":"a-1","type":"T","data":{"n":1.5e-400,"m":-0,"k":12345678901234567890}}\n',
+    b'\xef\xbb\xbf{"stream":"a-1","type":"T","data":{}}\n',
+    b'{"stream":"a-1","type":"T","data":{"s":"\xff"}}\n',
+    b'{"stream":"a-1","type":"T","data":{"a":1,"a":2}}\n',
+    b'[{"stream":"a-1","type":"T","data":{}}]\n',
+    b'{"stream":"a-1","type":"T","data":{"s":"tab\there"}}\n',
+    b'"just a string"\n',
+    b'\x0c\n',
+    b'{"stream":"a-1","type":"T","data":{}',
+]
+
+
+@pytest.mark.parametrize("line", TRICKY)
+def test_each_line_is_read_as_strictjson_reads_it(line):
+    """The reading loop's shortcut past strictjson.loads gives the same message or the same
+    refusal for every kind of line (bytes from a file, and the same line as text)."""
+    from eventodb_cli.domain import strictjson
+    from eventodb_cli.domain.message import new_message_from_record
+    from eventodb_cli.services.bulkparse import BadLine, LineBatches
+
+    def reference(raw):
+        if not raw.strip():
+            return "blank"
+        try:
+            rec = strictjson.loads(raw)
+        except ValueError as e:
+            return f"invalid JSON: {strictjson.error_text(e)}"
+        try:
+            return new_message_from_record(rec)
+        except ValueError as e:
+            return str(e)
+
+    variants = [line]
+    try:
+        variants.append(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        pass
+    for raw in variants:
+        try:
+            got = [m for batch, _ in LineBatches([raw], 1) for m in batch] or ["blank"]
+        except BadLine as e:
+            got = [e.reason]
+        assert got == [reference(raw)], raw

@@ -69,6 +69,8 @@ class LineBatches:
         hash_lines = self.hash_lines
         salt = self.salt
         loads = strictjson.loads
+        scan = strictjson._decoder.scan_once  # the strict decoder's own scanner
+        surrogate = strictjson._SURROGATE_ESCAPE.search
         from_record = new_message_from_record
         batch = self.batch
         pending = self.pending
@@ -85,12 +87,24 @@ class LineBatches:
                     continue
                 if hash_lines:
                     hasher.update(line if isinstance(line, bytes) else line.encode("utf-8"))
-                if not line.strip():
-                    continue
+                # strictjson.loads without its layers for the usual line (one object, no
+                # surrogate escape, nothing around it but whitespace after): the same decoder,
+                # so the same value; any other line takes the whole way, for its exact error
                 try:
-                    rec = loads(line)
-                except ValueError as e:  # malformed, not UTF-8, NaN/Infinity, 1e999, surrogate
-                    raise BadLine(lineno, f"invalid JSON: {strictjson.error_text(e)}") from None
+                    text = line.decode("utf-8") if type(line) is bytes else line
+                    rec, end = scan(text, 0)
+                    if end != len(text) and text[end:].strip(" \t\n\r"):
+                        raise ValueError
+                    if "\\u" in text and surrogate(text):
+                        raise ValueError
+                except (ValueError, StopIteration):
+                    if not line.strip():
+                        continue
+                    try:
+                        rec = loads(line)
+                    except ValueError as e:  # malformed, not UTF-8, NaN, 1e999, surrogate
+                        raise BadLine(lineno, f"invalid JSON: {strictjson.error_text(e)}") \
+                            from None
                 try:
                     m = from_record(rec)
                 except ValueError as e:
