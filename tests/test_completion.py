@@ -239,3 +239,25 @@ def test_check_mode_tells_the_developer_the_command(tmp_path, capsys, monkeypatc
     assert gen.main(["--check"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["_eventodb", "eventodb.bash",
                                                          "eventodb.fish"]
+
+
+def test_name_completion_is_light_and_takes_any_path(tmp_path):
+    """Completing a stream name runs on every TAB: it opens the store read-only through a
+    file: URI built without urllib.request (which imports http.client, email, ssl and tempfile,
+    ~15 ms), and a path with %, #, ? or non-ASCII still names the right file."""
+    d = tmp_path / "a%41#x?y-é"
+    d.mkdir()
+    store = str(d / "s?.db")
+    with LocalStore(store, create=True) as s:
+        s.write_batch([new_message(n, "T", {}) for n in ("account-1", "account-2", "order-1")])
+    assert bash_complete(["eventodb", "stream", "get", "--store", store, "acc"]) == [
+        "account-1", "account-2"]
+    env = _env(_EVENTODB_COMPLETE="bash_complete", COMP_WORDS="eventodb stream get acc",
+               COMP_CWORD="3", EVENTODB_STORE=store)
+    code = ("import sys\nsys.argv = ['eventodb']\nfrom eventodb_cli.cli.main import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('urllib.request' in sys.modules, file=sys.stderr)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       timeout=60)
+    assert p.stdout.split() == ["plain,account-1", "plain,account-2"], p
+    assert p.stderr.strip() == "False"
