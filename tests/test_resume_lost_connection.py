@@ -35,7 +35,9 @@ def _serve(data_dir, port: int, token: str, log) -> subprocess.Popen:
 
 
 def test_lost_connection_says_what_was_written_and_resume_finishes(tmp_path):
-    n = 3000
+    # remote bulk writes reach a few thousand messages a second (issue 12): enough lines that
+    # the server dies mid-run
+    n = 8000
     f = tmp_path / "lines.ndjson"
     with open(f, "w") as fh:
         for i in range(n):
@@ -53,7 +55,7 @@ def test_lost_connection_says_what_was_written_and_resume_finishes(tmp_path):
                                   "--batch-size", "300", "--timeout", "5", "--no-progress"],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                  env=env)
-            time.sleep(1.5)
+            time.sleep(1.0)
             srv.send_signal(signal.SIGKILL)
             srv.wait()
             out, err = w.communicate(timeout=60)

@@ -331,8 +331,8 @@ def write_ndjson(
             if tracker is not None and not (resume and prev is not None):
                 tracker.start(record(0))
             if parallel:
-                lineno = _write_parallel(store, reader, cur, record, flush, done, summary,
-                                         skip=skip, prev=prev, file=file)
+                lineno = _write_parallel(store, reader, cur, record, flush, fail, done,
+                                         summary, skip=skip, prev=prev, file=file)
             else:
                 for cur.batch, cur.lines in reader:
                     cur.nbytes = reader.nbytes
@@ -382,8 +382,9 @@ class _Current:
         self.digest = reader.digest
 
 
-def _write_parallel(store, reader, cur: _Current, record, flush, done, summary: WriteSummary,
-                    *, skip: int, prev: dict | None, file: str | None) -> int:
+def _write_parallel(store, reader, cur: _Current, record, flush, fail, done,
+                    summary: WriteSummary, *, skip: int, prev: dict | None,
+                    file: str | None) -> int:
     """The batches of a parser process (``services/bulkproc.py``): rows computed ahead are
     written by ``store/local_bulk.write_rows`` while they hold; otherwise (and from then on)
     as messages through ``flush``, as the in-process path does. Returns the lines read."""
@@ -406,8 +407,12 @@ def _write_parallel(store, reader, cur: _Current, record, flush, done, summary: 
             cur.lines = lines
             if kind == "B" and fast:
                 cur.batch = payload  # rows: only their count is read before they are written
-                if write_rows(store, payload, record(lines_read, len(payload)), fresh,
-                              expected, dv, head == 0, offsets):
+                try:
+                    wrote = write_rows(store, payload, record(lines_read, len(payload)), fresh,
+                                       expected, dv, head == 0, offsets)
+                except EventoError as e:  # a full disk, an I/O error: nothing of it written
+                    fail(e, None)
+                if wrote:
                     _account_range(summary, len(payload), payload[0][0], payload[-1][0])
                     done(lines_read)
                     continue
