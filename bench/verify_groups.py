@@ -23,7 +23,8 @@ Prints medians and the ratios against the baseline measured in the same run (goa
 ``--serve`` (issue 12 acceptance 5: <= 2x): the same store exported and imported into a real
 ``eventodb serve`` on loopback, then in one process through ``RemoteStore``: one paged read of
 the category (pages of 10,000, the server's largest) vs ``services.groups.verify``, each with
-the HTTP requests it sent (``RemoteStore.requests``) and its wall time.
+the HTTP requests it sent (``RemoteStore.requests``), its wall time and the CPU seconds of this
+process and of the server (``/proc/<pid>/stat``: steadier than wall time on a shared machine).
 """
 
 from __future__ import annotations
@@ -139,24 +140,37 @@ def serve_mode(a, exe: str) -> None:
         print(f"serve: imported {a.messages:,} messages in {time.perf_counter() - t:.1f}s",
               flush=True)
         rows = []
+
+        def server_cpu() -> float:  # the server's own CPU seconds (utime + stime)
+            f = open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()
+            return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+        def measured(fn):
+            s0, c0, t0 = server_cpu(), time.process_time(), time.perf_counter()
+            out = fn()
+            return (out, time.perf_counter() - t0, time.process_time() - c0,
+                    server_cpu() - s0)
+
+        print(f"load average {os.getloadavg()[0]:.2f}", flush=True)
         for r in range(a.runs):
             with RemoteStore(url, token) as st:
-                t = time.perf_counter()
-                n = sum(len(b) for b, _ in st.category_pages(CATEGORY, 1, 10_000))
-                read_s, read_req = time.perf_counter() - t, st.requests
+                n, read_s, read_c, read_srv = measured(
+                    lambda: sum(len(b) for b, _ in st.category_pages(CATEGORY, 1, 10_000)))
+                read_req = st.requests
             with RemoteStore(url, token) as st:
-                t = time.perf_counter()
-                rep = groups.verify(st, CATEGORY, a.size)
-                ver_s, ver_req = time.perf_counter() - t, st.requests
+                rep, ver_s, ver_c, ver_srv = measured(lambda: groups.verify(st, CATEGORY, a.size))
+                ver_req = st.requests
             assert n == a.messages and rep["ok"], (n, rep.get("violations", [])[:2])
             rows.append((read_s, read_req, ver_s, ver_req))
             print(f"run {r + 1}: one paged read {read_s:.2f}s ({read_req} requests), "
                   f"verify-groups --size {a.size} {ver_s:.2f}s ({ver_req} requests, ok), "
-                  f"ratio {ver_s / read_s:.2f}x", flush=True)
+                  f"ratio {ver_s / read_s:.2f}x; cpu client/server: read {read_c:.2f}/"
+                  f"{read_srv:.2f}s, verify {ver_c:.2f}/{ver_srv:.2f}s", flush=True)
         ratios = sorted(v / r for r, _, v, _ in rows)
         print(f"verify-groups / one paged read on eventodb serve: median "
               f"{statistics.median(ratios):.2f}x (goal <= 2x; runs "
-              + ", ".join(f"{x:.2f}x" for x in ratios) + ")")
+              + ", ".join(f"{x:.2f}x" for x in ratios) + f"); load average "
+              f"{os.getloadavg()[0]:.2f}")
     finally:
         proc.terminate()
         proc.wait(10)
