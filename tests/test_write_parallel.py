@@ -205,3 +205,44 @@ def test_each_line_is_read_as_strictjson_reads_it(line):
         except BadLine as e:
             got = [e.reason]
         assert got == [reference(raw)], raw
+
+
+def test_a_parser_process_that_dies_is_reported_and_resume_finishes(tmp_path):
+    """The parser process killed mid-run (the OOM killer, a stray kill): the run stops with one
+    line saying what was written and how to resume, the parent reaps it, --resume finishes."""
+    import signal
+    import subprocess
+    import time
+
+    from conftest import exe_path
+
+    f = tmp_path / "in.ndjson"
+    f.write_text("\n".join(_lines(150_000)) + "\n")
+    store = str(tmp_path / "s.db")
+    args = [exe_path(), "write", "--file", str(f), "--store", store, "--batch-size", "1000",
+            "--no-progress"]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    kids: list[str] = []
+    deadline = time.monotonic() + 20
+    while not kids and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        try:
+            with open(f"/proc/{p.pid}/task/{p.pid}/children") as fh:
+                kids = fh.read().split()
+        except OSError:
+            pass
+    assert kids, "no parser process"
+    time.sleep(0.3)
+    os.kill(int(kids[0]), signal.SIGKILL)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 1, (out, err)
+    err = err.strip()
+    assert len(err.splitlines()) == 1 and "parser process ended unexpectedly" in err, err
+    assert "killed by signal 9" in err and "messages were written" in err, err
+    assert f"eventodb write --file {f} --resume --store {store}" in err, err
+    assert not os.path.exists(f"/proc/{kids[0]}")  # reaped
+    r = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows, progress = _rows(store)
+    assert sorted(json.loads(r[5])["i"] for r in rows) == list(range(150_000))
+    assert progress[0][3:] == (150_000, 1)

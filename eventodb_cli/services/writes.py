@@ -348,6 +348,7 @@ def write_ndjson(
                             reader.pending if pending is None else pending,
                             _resumable(tracker)) from None
         except ParserFailed as e:
+            e.message += f"; {describe_written(summary, cur.lines)}"
             e.summary = summary
             e.resumable = _resumable(tracker)
             raise
