@@ -207,6 +207,7 @@ def record_chunks(store, category: str = "", since: int = 1, until: int | None =
     conns = [conn]
     readers: list[_Reader] = []
     job = None
+    done = False  # every chunk made: no read is running any more
     try:
         other = _second_reader(store, conn) if began else None
         if other is not None:
@@ -221,6 +222,7 @@ def record_chunks(store, category: str = "", since: int = 1, until: int | None =
             item = readers[j % len(readers)].out.get()
             j += 1
             if item is _DONE:
+                done = True
                 return
             if isinstance(item, BaseException):
                 raise item
@@ -228,8 +230,9 @@ def record_chunks(store, category: str = "", since: int = 1, until: int | None =
     finally:
         if job is not None:
             job.stopped = True
-            for c in conns:
-                c.interrupt()
+            if not done:  # stopped early (Ctrl-C, a full disk, an error): stop the reads
+                for c in conns:
+                    c.interrupt()
             for r in readers:
                 r.join()
         for c in conns[1:]:
