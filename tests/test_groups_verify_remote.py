@@ -169,3 +169,26 @@ def test_a_failing_member_read_exits_as_before_through_the_executable(exe, fille
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "refused member 2" in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_members_queued_behind_a_failure_send_nothing(filled):
+    """Size 8 with 4 reads at a time: member 0 is refused; the members still queued when it
+    failed send no request."""
+    url, token = filled
+    seen: list[int] = []
+
+    def hook(method, path, body):
+        g = _group(body)
+        if g is None:
+            return None
+        seen.append(g[0])
+        if g[0] == 0:
+            err = {"error": {"code": "INVALID_REQUEST", "message": "refused member 0"}}
+            return 400, {"Content-Type": "application/json"}, json.dumps(err).encode()
+        time.sleep(0.5)  # members 1-3 are still reading when member 0 fails
+        return None
+
+    with Proxy(url, hook) as p, RemoteStore(p.url, token) as s:
+        with pytest.raises(UsageError, match="refused member 0"):
+            svc.verify(s, "vgr", 8)
+    assert sorted(set(seen)) == [0, 1, 2, 3], seen

@@ -137,6 +137,8 @@ def _member_reads(store, category: str, head: int, size: int,
     stop = threading.Event()
 
     def read(m: int) -> dict[str, int]:
+        if stop.is_set():  # queued behind the first ``workers`` when another failed
+            raise _Stopped
         try:
             return _read_counts(store, category, head, m, size, f"member {m}/{size}",
                                 on_progress, stop)
