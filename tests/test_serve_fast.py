@@ -303,7 +303,7 @@ def test_write_while_another_process_holds_the_write_lock(tmp_path):
         finally:
             holder.kill()
         assert answer["r"] == (200, {"globalPosition": 2, "position": 1})
-        assert slowest < 1.0, slowest
+        assert slowest < 2.0, slowest  # a loop waiting for the lock: a 5 s timeout above
         # and the loop's path is back once the lock is free
         assert c.post("/rpc", json=["stream.write", "lock-1", {"type": "T", "data": {}}]) \
             .json() == {"globalPosition": 3, "position": 2}
