@@ -14,7 +14,7 @@ from conftest import exe_path
 
 from eventodb_cli.store.postgres import PostgresStore
 
-N = 6_000
+N = 60_000  # a 200-line batch is one statement: enough lines that the kills land mid-run
 
 
 def _make_file(path, n: int) -> None:

@@ -25,7 +25,8 @@ STREAMS = 37
 def _lines(n: int) -> list[str]:
     out = []
     for i in range(n):
-        rec: dict = {"stream": f"par-{i % STREAMS}", "type": "T", "data": {"i": i, "é": "ü\u2028"}}
+        rec: dict = {"stream": f"par-{i % STREAMS}", "type": "T",
+                     "data": {"i": i, "é": "ü\u2028"}}
         if i % 5 == 0:
             rec["id"] = str(uuid.UUID(int=i + 1))
         if i % 7 == 0:

@@ -38,7 +38,8 @@ class LineBatches:
     the ``skip`` lines of a resumed run). ``batch``/``pending`` are the messages and line numbers
     of the batch being collected (what an interruption or a bad line leaves unwritten); a
     yielded batch is replaced by fresh lists when the caller asks for the next one.
-    ``salt``: lines without an id get ``derive(salt, lineno)`` (a server target)."""
+    ``salt``: lines without an id get ``derive(salt, lineno)`` (a server target). A caller may
+    change ``batch_size`` between two batches (the parser process cuts batches into chunks)."""
 
     def __init__(self, lines: Iterable[bytes | str], batch_size: int, *, skip: int = 0,
                  prev: dict | None = None, file: str | None = None, hash_lines: bool = False,
@@ -118,6 +119,7 @@ class LineBatches:
                     yield batch, pending
                     batch = self.batch = []
                     pending = self.pending = []
+                    size = self.batch_size  # the caller may size the next batch differently
         finally:
             self.lineno, self.nbytes = lineno, nbytes
         if batch:

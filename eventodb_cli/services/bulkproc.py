@@ -14,8 +14,9 @@ and SIGHUP (the parent handles them and kills it), dies with the parent (``PR_SE
 and a write to the closed pipe) and is always reaped by the parent.
 
 Frames: 8 bytes little-endian length, then a ``marshal`` dump of a tuple whose first item says
-what it is: ``B`` rows, ``M`` messages without rows (the child stopped predicting), ``E`` the
-end, ``X`` a bad line, ``U`` a usage error, ``O`` an OS error, ``R`` anything else.
+what it is: ``C`` a chunk of a batch, ``B`` its last chunk (with the lines read, their bytes and
+digest), ``E`` the end, ``X`` a bad line, ``U`` a usage error, ``O`` an OS error, ``R`` anything
+else. A chunk carries rows, or (once the child stopped predicting) plain messages.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ import time
 from ..errors import EventoError, UsageError
 from .bulkparse import BadLine, LineBatches
 
-MIN_BYTES = 1 << 20  # smaller files: the in-process path (a fork and a pipe cost more than they save)
+# smaller files take the in-process path (a fork and a pipe cost more than they save)
+MIN_BYTES = 1 << 20
+CHUNK = 2_000  # rows a frame carries: a batch's first rows are written while the rest is parsed
 MAX_STREAMS = 2_000_000  # streams the child keeps positions of; beyond, it sends messages only
 _LEN = struct.Struct("<Q")
 
@@ -106,7 +109,7 @@ class ParserProcess:
                 raise ParserFailed(f"the parser process ended unexpectedly ({self._status()})")
             frame = loads(data)
             kind = frame[0]
-            if kind == "B" or kind == "M":
+            if kind == "C" or kind == "B":
                 yield frame
                 continue
             if kind == "E":
@@ -180,12 +183,14 @@ def _child_main(w: int, lines, batch_size: int, skip: int, prev: dict | None, fi
         _write_all(w, _LEN.pack(len(data)))
         _write_all(w, data)
 
-    reader = LineBatches(lines, batch_size, skip=skip, prev=prev, file=file, hash_lines=True)
+    reader = LineBatches(lines, min(batch_size, CHUNK), skip=skip, prev=prev, file=file,
+                         hash_lines=True)
+    sent: list[int] = []  # lines of the batch sent so far in chunks
     try:
-        _batches(reader, head, send)
+        _batches(reader, batch_size, head, send, sent)
         send(("E", reader.lineno, reader.nbytes, reader.digest()))
     except BadLine as e:
-        send(("X", e.lineno, e.reason, reader.pending))
+        send(("X", e.lineno, e.reason, sent + reader.pending))
     except UsageError as e:
         send(("U", e.message))
     except OSError as e:
@@ -194,9 +199,11 @@ def _child_main(w: int, lines, batch_size: int, skip: int, prev: dict | None, fi
         send(("R", f"{type(e).__name__}: {e}"))
 
 
-def _batches(reader: LineBatches, head: int, send) -> None:
+def _batches(reader: LineBatches, batch_size: int, head: int, send, sent: list[int]) -> None:
     """Each batch as rows: ``(global_position, id, stream, type, position, data, metadata,
-    time, category, cardinal_hash, checksum)``, positions counted from the run's start."""
+    time, category, cardinal_hash, checksum)``, positions counted from the run's start, sent
+    in chunks of up to ``CHUNK`` rows (``C``) and a last chunk with the batch's progress
+    (``B``), so the parent writes the first rows of a batch while the rest is parsed."""
     from ..domain.hashing import stream_hash
     from ..domain.integrity import row_checksum
     from ..domain.streams import category as category_of
@@ -205,38 +212,52 @@ def _batches(reader: LineBatches, head: int, send) -> None:
     known: dict[str, list] = {}  # stream -> [last position in this run, category, hash]
     g = head
     predict = True
+    in_batch = 0
     for batch, lines in reader:
-        if predict and len(known) > MAX_STREAMS:
-            predict = False
+        asked = reader.batch_size
+        in_batch += len(batch)
+        last = in_batch >= batch_size or len(batch) < asked  # the batch is full, or the file ended
+        if predict and in_batch == len(batch) and len(known) > MAX_STREAMS:
+            predict = False  # from this batch on (a batch is all rows or all messages)
         if not predict:
-            send(("M", [tuple(m) for m in batch], lines, reader.lineno, reader.nbytes,
-                  reader.digest(), None, None))
-            continue
-        now = time.time_ns()
-        ids = new_ids(sum(1 for m in batch if not m.id))
-        k = 0
-        rows = []
-        append = rows.append
-        fresh: list[str] = []
-        expected = None
-        for i, m in enumerate(batch):
-            stream, mtype, data, meta, mid, ev = m
-            st = known.get(stream)
-            if st is None:
-                st = known[stream] = [-1, category_of(stream), stream_hash(stream)]
-                fresh.append(stream)
-            if ev is not None:
-                if expected is None:
-                    expected = {}
-                expected[i] = ev
-            v = st[0] = st[0] + 1
-            g += 1
-            if not mid:
-                mid = ids[k]
-                k += 1
-            append((g, mid, stream, mtype, v, data, meta, now, st[1], st[2],
-                    row_checksum(mid, stream, mtype, v, g, data, meta, now)))
-        send(("B", rows, lines, reader.lineno, reader.nbytes, reader.digest(), fresh, expected))
+            frame = ("M", [tuple(m) for m in batch], lines, None, None)
+        else:
+            now = time.time_ns()
+            ids = new_ids(sum(1 for m in batch if not m.id))
+            k = 0
+            rows = []
+            append = rows.append
+            fresh: list[str] = []
+            expected = None
+            for i, m in enumerate(batch):
+                stream, mtype, data, meta, mid, ev = m
+                st = known.get(stream)
+                if st is None:
+                    st = known[stream] = [-1, category_of(stream), stream_hash(stream)]
+                    fresh.append(stream)
+                if ev is not None:
+                    if expected is None:
+                        expected = {}
+                    expected[i] = ev
+                v = st[0] = st[0] + 1
+                g += 1
+                if not mid:
+                    mid = ids[k]
+                    k += 1
+                append((g, mid, stream, mtype, v, data, meta, now, st[1], st[2],
+                        row_checksum(mid, stream, mtype, v, g, data, meta, now)))
+            frame = ("R", rows, lines, fresh, expected)
+        if last:
+            send(("B", *frame[1:], frame[0] == "R", reader.lineno, reader.nbytes,
+                  reader.digest()))
+            in_batch = 0
+            sent.clear()
+        else:
+            send(("C", *frame[1:], frame[0] == "R"))
+            sent.extend(lines)
+        reader.batch_size = min(CHUNK, batch_size - in_batch)
+    if in_batch:  # the file ended right after a chunk: the batch ends with no more rows
+        send(("B", [], [], None, None, predict, reader.lineno, reader.nbytes, reader.digest()))
 
 
 def _write_all(fd: int, data: bytes) -> None:

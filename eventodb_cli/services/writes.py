@@ -386,45 +386,79 @@ class _Current:
 def _write_parallel(store, reader, cur: _Current, record, flush, fail, done,
                     summary: WriteSummary, *, skip: int, prev: dict | None,
                     file: str | None) -> int:
-    """The batches of a parser process (``services/bulkproc.py``): rows computed ahead are
-    written by ``store/local_bulk.write_rows`` while they hold; otherwise (and from then on)
-    as messages through ``flush``, as the in-process path does. Returns the lines read."""
-    from ..store.local_bulk import snapshot, write_rows
+    """The batches of a parser process (``services/bulkproc.py``), chunk by chunk: rows
+    computed ahead are written by ``store/local_bulk`` while they hold; otherwise (and from
+    then on) the batch goes through ``flush`` as messages, as on the in-process path. Returns
+    the lines read."""
+    from ..store.local_bulk import begin_rows, commit_rows, insert_rows, snapshot
     from .bulkproc import ParserProcess
 
     dv, head = snapshot(store)
     fast = True
+    open_tx = False
     offsets: dict[str, int] = {}
-    with ParserProcess(reader.lines, reader.batch_size, skip=skip, prev=prev, file=file,
-                       head=head) as proc:
-        for frame in proc:
-            kind, payload = frame[0], frame[1]
-            if kind == "E":
-                cur.nbytes, digest = frame[2], frame[3]
-                cur.digest = lambda: digest
-                return payload
-            _, payload, lines, lines_read, cur.nbytes, digest, fresh, expected = frame
-            cur.digest = lambda: digest
-            cur.lines = lines
-            if kind == "B" and fast:
-                cur.batch = payload  # rows: only their count is read before they are written
-                try:
-                    wrote = write_rows(store, payload, record(lines_read, len(payload)), fresh,
-                                       expected, dv, head == 0, offsets)
-                except EventoError as e:  # a full disk, an I/O error: nothing of it written
-                    fail(e, None)
-                if wrote:
-                    _account_range(summary, len(payload), payload[0][0], payload[-1][0])
-                    done(lines_read)
+    rows: list = []  # the batch so far
+    expected: dict[int, int] = {}
+    failed = None
+    try:
+        with ParserProcess(reader.lines, reader.batch_size, skip=skip, prev=prev, file=file,
+                           head=head) as proc:
+            for frame in proc:
+                kind = frame[0]
+                if kind == "E":
+                    cur.nbytes, digest = frame[2], frame[3]
+                    cur.digest = lambda: digest
+                    return frame[1]
+                chunk, lines, fresh, chunk_expected, predicted = frame[1:6]
+                if fast and predicted and chunk:
+                    try:
+                        if not open_tx:
+                            open_tx = begin_rows(store, dv, chunk[0][0])
+                            fast = open_tx
+                        if fast:
+                            fast = open_tx = insert_rows(store, chunk, fresh, chunk_expected,
+                                                         head == 0, offsets)
+                    except EventoError as e:  # a full disk, an I/O error: nothing of it written
+                        # reported once the whole batch is read, as the in-process path does
+                        # (a bad line later in the batch is reported instead)
+                        failed, fast, open_tx = e, False, False
+                elif not predicted:
+                    fast = False
+                if chunk_expected:
+                    expected.update((len(rows) + i, ev) for i, ev in chunk_expected.items())
+                rows += chunk
+                cur.lines += lines
+                if kind == "C":
                     continue
-            fast = False
-            if kind == "B":
-                expected = expected or {}
-                cur.batch = [NewMessage(r[2], r[3], r[5], r[6], r[1], expected.get(i))
-                             for i, r in enumerate(payload)]
-            else:
-                cur.batch = [NewMessage(*t) for t in payload]
-            flush(lines_read)
+                lines_read, cur.nbytes, digest = frame[6:9]
+                cur.digest = lambda: digest
+                if failed is not None:
+                    cur.batch = rows
+                    fail(failed, None)
+                if fast and open_tx:
+                    cur.batch = rows
+                    try:
+                        commit_rows(store, record(lines_read, len(rows)), rows[-1][0], dv)
+                    except EventoError as e:
+                        open_tx = False
+                        fail(e, None)
+                    open_tx = False
+                    _account_range(summary, len(rows), rows[0][0], rows[-1][0])
+                    done(lines_read)
+                else:
+                    fast = False
+                    if predicted:
+                        cur.batch = [NewMessage(r[2], r[3], r[5], r[6], r[1], expected.get(i))
+                                     for i, r in enumerate(rows)]
+                    else:
+                        cur.batch = [NewMessage(*t) for t in rows]
+                    flush(lines_read)
+                rows = []
+                expected = {}
+                cur.lines = []
+    finally:
+        if open_tx:  # a bad line, an interruption: nothing of the open batch is written
+            store._rollback()
     raise AssertionError("unreachable")
 
 

@@ -5,9 +5,9 @@ The parser process builds every column of a batch's rows (global positions from 
 when the run started, stream positions counted from the start of the run, time, checksum)
 while this process writes the previous batch. Those rows are exactly what
 ``LocalStore.write_batch`` would have built as long as no other connection has committed since
-the run read the head: ``write_rows`` checks that (``PRAGMA data_version``, inside the write
-lock) and otherwise writes nothing and returns False, and the caller writes the batch the
-ordinary way (``write_batch``: positions read from the store, the same errors).
+the run read the head: this module checks that (``PRAGMA data_version``, inside the write
+lock: ``begin_rows``) and otherwise writes nothing and returns False, and the caller writes the
+batch the ordinary way (``write_batch``: positions read from the store, the same errors).
 
 Stream positions: a stream the run has not seen before starts at position 0 in the parser
 process's count; on a store that was not empty when the run started, the stream's position in
@@ -38,20 +38,29 @@ def snapshot(store) -> tuple[int, int]:
     return dv, head
 
 
-def write_rows(store, rows: list, progress: dict | None, new_streams: list[str],
-               expected: dict | None, snap_dv: int, empty: bool, offsets: dict) -> bool:
-    """Insert ``rows`` (a batch computed ahead) in one transaction with ``progress``, if they
-    still hold; False (nothing written) when another connection committed since ``snap_dv``,
-    an expected version does not match or a row clashes: the caller then writes the batch with
-    ``write_batch``, which raises the exact error. ``offsets`` (stream -> its position in the
-    store before the run plus one, for streams that had messages) grows with each batch."""
+def begin_rows(store, snap_dv: int, first: int) -> bool:
+    """Open the write transaction of a batch computed ahead starting at global position
+    ``first``; False (no transaction) when another connection committed since ``snap_dv``."""
     c = store.conn
     store._begin()
     try:
-        dv = c.execute("PRAGMA data_version").fetchone()[0]
-        if dv != snap_dv or store._head != rows[0][0] - 1:
+        if c.execute("PRAGMA data_version").fetchone()[0] != snap_dv or store._head != first - 1:
             store._rollback()
             return False
+    except BaseException:
+        store._rollback()
+        raise
+    return True
+
+
+def insert_rows(store, rows: list, new_streams: list[str], expected: dict | None, empty: bool,
+                offsets: dict) -> bool:
+    """Insert a chunk of the open batch; False (the batch rolled back) when an expected version
+    does not match or a row clashes: the caller then writes the batch with ``write_batch``,
+    which raises the exact error. ``offsets`` (stream -> its position in the store before the
+    run plus one, for streams that had messages) grows with each chunk."""
+    c = store.conn
+    try:
         if new_streams and not empty:
             for s, got in c.execute(_VERSIONS, (json.dumps(new_streams),)):
                 if got is not None:
@@ -64,9 +73,6 @@ def write_rows(store, rows: list, progress: dict | None, new_streams: list[str],
                     store._rollback()
                     return False
         c.executemany(_INSERT, rows)
-        if progress is not None:
-            store._record_progress(progress)
-        store._commit()
     except sqlite3.IntegrityError:
         store._rollback()
         return False
@@ -76,10 +82,24 @@ def write_rows(store, rows: list, progress: dict | None, new_streams: list[str],
     except BaseException:
         store._rollback()
         raise
-    store._versions.clear()  # positions of this batch are not in the cache: read them again
-    store._head = rows[-1][0]
-    store._cache_dv = dv
     return True
+
+
+def commit_rows(store, progress: dict | None, last: int, snap_dv: int) -> None:
+    """Commit the open batch (with ``progress``) whose last global position is ``last``."""
+    try:
+        if progress is not None:
+            store._record_progress(progress)
+        store._commit()
+    except sqlite3.OperationalError as e:
+        store._rollback()
+        raise store._write_error(e, None) from None
+    except BaseException:
+        store._rollback()
+        raise
+    store._versions.clear()  # positions of this batch are not in the cache: read them again
+    store._head = last
+    store._cache_dv = snap_dv  # checked inside this transaction's write lock
 
 
 def _shifted(r: tuple, off: int) -> tuple:
