@@ -233,7 +233,10 @@ class FastProtocol(GuardedProtocol):
         asgi.more_body = False
         asgi.message_event.set()  # the whole body is there for its first receive()
         self.cycle = asgi
-        self._start_asgi_task(asgi, self.app)
+        # as uvicorn starts a request's task (its _start_asgi_task, not in every uvicorn >= 0.30)
+        task = self.loop.create_task(asgi.run_asgi(self.app))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
 
 
 def protocol_class(limits: Limits, server) -> type[FastProtocol]:
