@@ -161,6 +161,9 @@ class ParserProcess:
 
 
 def _child_setup(parent: int) -> None:
+    import sys
+
+    sys.setprofile(None)  # a profiled parent (cProfile) measures itself, not its parser
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     try:
