@@ -247,3 +247,32 @@ def test_a_parser_process_that_dies_is_reported_and_resume_finishes(tmp_path):
     rows, progress = _rows(store)
     assert sorted(json.loads(r[5])["i"] for r in rows) == list(range(150_000))
     assert progress[0][3:] == (150_000, 1)
+
+
+def test_expected_versions_and_own_ids_on_a_resumed_run_match_the_in_process_path(tmp_path):
+    """Lines with a (right) expectedVersion are checked against the positions computed ahead;
+    a resumed run whose lines carry ids an earlier run wrote skips them (the batch falls back
+    to the ordinary write, which recognises them), on both paths alike."""
+    counts: dict[str, int] = {}
+    lines = []
+    for i in range(3_000):
+        stream = f"par-{i % STREAMS}"
+        rec = {"stream": stream, "type": "T", "data": {"i": i}, "id": str(uuid.UUID(int=i + 1))}
+        if i % 10 == 0 and i >= 1_500:  # (a written line's expected version is stale)
+            rec["expectedVersion"] = counts.get(stream, 0) - 1
+        counts[stream] = counts.get(stream, 0) + 1
+        lines.append(json.dumps(rec))
+    f = tmp_path / "in.ndjson"
+    f.write_text("\n".join(lines) + "\n")
+    head = tmp_path / "head.ndjson"
+    head.write_text("\n".join(lines[:1_234]) + "\n")
+    got = {}
+    for parallel in (False, True):
+        path = str(tmp_path / f"{parallel}.db")
+        assert _write(path, head, False).written == 1_234
+        summary = _write(path, f, parallel, batch_size=500, resume=True)
+        rows, _ = _rows(path)
+        got[parallel] = (summary.to_dict() | {"seconds": 0}, _comparable(rows))
+    assert got[True] == got[False]
+    assert got[True][0]["written"] == 3_000 - 1_234 and got[True][0]["alreadyWritten"] == 1_234
+    assert [json.loads(r[5])["i"] for r in got[True][1]] == list(range(3_000))
