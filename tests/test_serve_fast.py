@@ -221,14 +221,18 @@ def test_loop_and_thread_paths_give_identical_answers(tmp_path):
         threads: list[int] = []
         via_loop = _submit_all(loop_srv, msgs(), threads)
         via_threads = _submit_all(thread_srv, msgs())
+        loop_rows = loop_srv.registry.get("default").loop_writer().conn.total_changes
         rows = [s.registry.get("default").reader().stream_get(name)
                 for s in (loop_srv, thread_srv) for name in ("acct-1", "acct-2", "acct-4")]
     finally:
         loop_srv.registry.close()
         thread_srv.registry.close()
     assert via_loop == via_threads
-    assert threads[:4] == [0, 0, 0, 0]  # ordinary writes: no writer thread at all
-    assert threads[4] == 1  # the conflict: answered by a writer thread
+    # the first write is a writer thread's (it makes the WAL: the header fsync is not the
+    # loop's), the other ordinary ones the loop's; the conflict, the duplicate and the large
+    # message are the threads'
+    assert threads == [1] * len(threads)
+    assert loop_rows == 5  # writes 2, 3, 4, 6 and 9
     assert [st for st, _ in via_loop] == [200, 200, 200, 200, 409, 200, 500, 200, 200]
     assert "UNIQUE constraint failed: messages.id" in via_loop[6][1]
     strip = [[(m.id, m.stream_name, m.type, m.position, m.global_position, m.data, m.metadata)
@@ -253,7 +257,7 @@ def test_loop_writes_leave_checkpoints_to_a_writer_thread(tmp_path):
         srv.registry.close()
     assert [st for st, _ in res] == [200] * 3000
     assert json.loads(res[-1][1])["globalPosition"] == 3000
-    assert threads  # started for the checkpoints alone
+    assert threads  # the first write and the checkpoints
     assert wal < 12 * 1024 * 1024, wal
 
 

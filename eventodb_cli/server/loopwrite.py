@@ -22,8 +22,10 @@ make the event loop wait, and what happens instead:
   ``PRAGMA wal_checkpoint(PASSIVE)`` (copy and fsync) and then restarts the WAL with one tiny
   transaction, so the WAL header's fsync that the first commit after a checkpoint does under
   ``synchronous=NORMAL`` is done there too, not on the loop (strace: none on the loop in 3,000
-  sequential writes but the first write's into a new WAL; a checkpoint made by another
-  connection can leave that one header fsync to the loop's next commit).
+  sequential writes; a namespace's first write goes to a writer thread, which makes the WAL
+  if the last close removed it; a checkpoint made by another connection, e.g. the writer
+  thread's own automatic one after a large group, can leave one header fsync to the loop's
+  next commit).
 - **a large message**: only messages up to ``LOOP_MAX_BYTES`` of data and metadata are written
   here (a commit of a few pages, written to the WAL without fsync).
 
@@ -48,7 +50,14 @@ def write_now(server, namespace: str, msg: NewMessage) -> tuple[int, str] | None
     if size > LOOP_MAX_BYTES:
         return None
     ns = server.registry.get(namespace)
-    if ns is None or not ns.lock.acquire(False):
+    if ns is None:
+        return None
+    if not ns.loop_started:
+        # the namespace's first write goes to a writer thread: a WAL that the last close
+        # removed is made anew by that commit, with its header fsync there
+        ns.loop_started = True
+        return None
+    if not ns.lock.acquire(False):
         return None
     try:
         if ns.deleted:

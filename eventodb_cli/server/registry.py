@@ -56,6 +56,7 @@ class Namespace:
         self._writer: LocalStore | None = None
         self._loop_writer: LocalStore | None = None  # loopwrite.py's connection
         self.loop_wal_pages = 0  # WAL pages its commits added since a checkpoint (estimated)
+        self.loop_started = False  # loopwrite: the first write is a writer thread's
         self._local = threading.local()
         self._readers: list[LocalStore] = []
         self._readers_lock = threading.Lock()
