@@ -276,3 +276,30 @@ def test_expected_versions_and_own_ids_on_a_resumed_run_match_the_in_process_pat
     assert got[True] == got[False]
     assert got[True][0]["written"] == 3_000 - 1_234 and got[True][0]["alreadyWritten"] == 1_234
     assert [json.loads(r[5])["i"] for r in got[True][1]] == list(range(3_000))
+
+
+@pytest.mark.parametrize("how", ["many streams", "no fork"])
+def test_the_ways_around_rows_computed_ahead_write_the_same_rows(tmp_path, monkeypatch, how):
+    """Past MAX_STREAMS streams the parser process sends messages, not rows (its memory stays
+    bounded) and the parent writes them the ordinary way; when no process can be forked the
+    run reads the file itself. Either way: the rows of the in-process path."""
+    import errno
+
+    from eventodb_cli.services import bulkproc
+
+    f = tmp_path / "in.ndjson"
+    f.write_text("\n".join(_lines(2_000)) + "\n")
+    got = {}
+    for parallel in (False, True):
+        if parallel and how == "many streams":
+            monkeypatch.setattr(bulkproc, "MAX_STREAMS", 5)  # the forked child inherits it
+        if parallel and how == "no fork":
+            def no_fork():
+                raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+            monkeypatch.setattr(os, "fork", no_fork)
+        path = str(tmp_path / f"{parallel}.db")
+        summary = _write(path, f, parallel, batch_size=300)
+        rows, progress = _rows(path)
+        got[parallel] = (summary.to_dict() | {"seconds": 0}, _comparable(rows), progress)
+    assert got[True] == got[False]
+    assert got[True][0]["written"] == 2_000

@@ -60,6 +60,10 @@ def usable_store(store) -> bool:
             and not getattr(store, "read_only", False))
 
 
+class NoParser(Exception):
+    """No parser process could be started (nothing was read yet)."""
+
+
 class ParserFailed(EventoError):
     """The parser process ended without saying why (killed, out of memory)."""
 
@@ -76,9 +80,17 @@ class ParserProcess:
         self.rf = None
 
     def __enter__(self) -> "ParserProcess":
-        r, w = os.pipe()
+        try:
+            r, w = os.pipe()
+        except OSError as e:
+            raise NoParser(str(e)) from None
         parent = os.getpid()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as e:  # no process to spare (EAGAIN, ENOMEM): the in-process path
+            os.close(r)
+            os.close(w)
+            raise NoParser(str(e)) from None
         if pid == 0:  # the child: never returns
             code = 1
             try:

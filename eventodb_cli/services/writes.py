@@ -237,7 +237,7 @@ def write_ndjson(
     (``services/bulkproc.py``; a local store only); None decides by the file's size and the
     CPUs available."""
     from .bulkparse import BadLine, LineBatches
-    from .bulkproc import ParserFailed, usable_store, wanted
+    from .bulkproc import NoParser, ParserFailed, usable_store, wanted
 
     summary = WriteSummary()
     started = time.perf_counter()
@@ -331,9 +331,12 @@ def write_ndjson(
             if tracker is not None and not (resume and prev is not None):
                 tracker.start(record(0))
             if parallel:
-                lineno = _write_parallel(store, reader, cur, record, flush, fail, done,
-                                         summary, skip=skip, prev=prev, file=file)
-            else:
+                try:
+                    lineno = _write_parallel(store, reader, cur, record, flush, fail, done,
+                                             summary, skip=skip, prev=prev, file=file)
+                except NoParser:  # no fork to spare: nothing read yet, read it here
+                    parallel = False
+            if not parallel:
                 for cur.batch, cur.lines in reader:
                     cur.nbytes = reader.nbytes
                     flush(reader.lineno)
