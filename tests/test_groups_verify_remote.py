@@ -192,3 +192,22 @@ def test_members_queued_behind_a_failure_send_nothing(filled):
         with pytest.raises(UsageError, match="refused member 0"):
             svc.verify(s, "vgr", 8)
     assert sorted(set(seen)) == [0, 1, 2, 3], seen
+
+
+@pytest.mark.parametrize("bad", [[["id", None, "T", 0, 5, {}, None, "2025-01-01T00:00:00Z"]],
+                                 [["id", "vgr-1", "T", 0, "5", {}, None, "x"]],
+                                 [{"stream": "vgr-1"}], {"not": "a list"}])
+def test_a_malformed_page_is_a_malformed_response_not_a_traceback(filled, bad):
+    url, token = filled
+
+    def hook(method, path, body):
+        if body.startswith(b'["category.get"'):
+            return 200, {"Content-Type": "application/json"}, json.dumps(bad).encode()
+        return None
+
+    from eventodb_cli.errors import EventoError
+
+    with Proxy(url, hook) as p, RemoteStore(p.url, token) as s:
+        with pytest.raises(EventoError) as ei:
+            svc.verify(s, "vgr", SIZE)
+    assert ei.value.code == "MALFORMED_RESPONSE" and "category.get vgr" in str(ei.value)
