@@ -314,3 +314,88 @@ def test_write_while_another_process_holds_the_write_lock(tmp_path):
         c.close()
     finally:
         srv.stop()
+
+
+class _Transport:
+    """What the protocol needs of an asyncio transport; records the writes."""
+
+    def __init__(self):
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name, default=None):
+        return ("127.0.0.1", 1) if name in ("peername", "sockname") else default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def test_requests_arm_no_timer_and_idle_connections_close_on_the_sweep(tmp_path):
+    """uvicorn armed (and cancelled) a keep-alive timer per request, ~2.5 us each; here a
+    request schedules nothing on the loop, and the once-a-second sweep closes a connection
+    idle for longer than the idle timeout (and only then)."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    from eventodb_cli.server.connections import Limits
+    from eventodb_cli.server.fastpath import protocol_class
+
+    srv = _server(tmp_path, "timers")
+    srv.test_mode = True
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        srv.loop = loop
+        limits = Limits(idle_timeout=5.0)
+        cls = protocol_class(limits, srv)
+        config = uvicorn.Config(srv, http=cls, lifespan="off", log_level="warning",
+                                timeout_keep_alive=5.0)
+        config.load()
+        proto = cls(config=config, server_state=ServerState(), app_state={})
+        t = _Transport()
+        proto.connection_made(t)
+        scheduled = []
+        real = loop.call_at
+
+        def counting(*args, **kwargs):
+            scheduled.append(args)
+            return real(*args, **kwargs)
+
+        loop.call_at = counting  # call_later goes through call_at
+        for i in range(20):
+            proto.data_received(get("/health") if i % 2 else
+                                post("/rpc", ["stream.write", "t-1", {"type": "T", "data": {}}],
+                                     None))
+            while len(t.writes) <= i:  # the first write is a writer thread's
+                await asyncio.sleep(0)  # (no timer)
+        loop.call_at = real
+        now = loop.time()
+        proto.check_reading(now + 4.0, 30.0)  # idle for 4 s: stays
+        open_at_4 = not t.closed
+        proto.check_reading(now + 5.5, 30.0)  # idle for 5.5 s: closed
+        limits._sweeper and limits._sweeper.cancel()
+        await loop.run_in_executor(None, srv.writes.close)
+        return scheduled, t, open_at_4, proto.timeout_keep_alive_task
+
+    try:
+        scheduled, t, open_at_4, task = asyncio.run(go())
+    finally:
+        srv.registry.close()
+    assert len(t.writes) == 20
+    assert all(w.startswith(b"HTTP/1.1 200 OK\r\n") for w in t.writes)
+    assert [json.loads(w.partition(b"\r\n\r\n")[2])["position"] for w in t.writes[::2]] == \
+        list(range(10))
+    assert scheduled == [] and task is None
+    assert open_at_4 and t.closed
