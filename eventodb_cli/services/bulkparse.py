@@ -14,7 +14,17 @@ from typing import Iterable, Iterator
 
 from ..domain import strictjson
 from ..domain.message import NewMessage, new_message_from_record
-from ..errors import UsageError
+from ..errors import EventoError, UsageError
+
+
+class NoParser(Exception):
+    """No parser process (services/bulkproc.py) could be started; nothing was read yet."""
+
+
+class ParserFailed(EventoError):
+    """The parser process ended without saying why (killed, out of memory)."""
+
+    code = "PARSER_FAILED"
 
 
 class BadLine(Exception):

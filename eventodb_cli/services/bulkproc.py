@@ -27,8 +27,15 @@ import signal
 import struct
 import time
 
-from ..errors import EventoError, UsageError
-from .bulkparse import BadLine, LineBatches
+from ..domain.hashing import stream_hash
+from ..domain.integrity import row_checksum
+from ..domain.streams import category as category_of
+from ..errors import UsageError
+from ..store.local import new_ids
+from .bulkparse import BadLine, LineBatches, NoParser, ParserFailed
+
+# (what the child runs is imported here, before the fork: a progress bar's thread may hold a
+# lock at that instant)
 
 # smaller files take the in-process path (a fork and a pipe cost more than they save)
 MIN_BYTES = 1 << 20
@@ -58,16 +65,6 @@ def wanted(store, lines, file: str | None) -> bool:
 def usable_store(store) -> bool:
     return (getattr(store, "kind", None) == "local" and hasattr(store, "write_progress")
             and not getattr(store, "read_only", False))
-
-
-class NoParser(Exception):
-    """No parser process could be started (nothing was read yet)."""
-
-
-class ParserFailed(EventoError):
-    """The parser process ended without saying why (killed, out of memory)."""
-
-    code = "PARSER_FAILED"
 
 
 class ParserProcess:
@@ -219,11 +216,6 @@ def _batches(reader: LineBatches, batch_size: int, head: int, send, sent: list[i
     time, category, cardinal_hash, checksum)``, positions counted from the run's start, sent
     in chunks of up to ``CHUNK`` rows (``C``) and a last chunk with the batch's progress
     (``B``), so the parent writes the first rows of a batch while the rest is parsed."""
-    from ..domain.hashing import stream_hash
-    from ..domain.integrity import row_checksum
-    from ..domain.streams import category as category_of
-    from ..store.local import new_ids
-
     known: dict[str, list] = {}  # stream -> [last position in this run, category, hash]
     g = head
     predict = True

@@ -236,8 +236,7 @@ def write_ndjson(
     hears about progress that cannot be recorded. ``parallel``: parse in a second process
     (``services/bulkproc.py``; a local store only); None decides by the file's size and the
     CPUs available."""
-    from .bulkparse import BadLine, LineBatches
-    from .bulkproc import NoParser, ParserFailed, usable_store, wanted
+    from .bulkparse import BadLine, LineBatches, NoParser, ParserFailed
 
     summary = WriteSummary()
     started = time.perf_counter()
@@ -267,9 +266,11 @@ def write_ndjson(
     summary.resumed = resume
     summary.lines_done = skip
     derive = tracker is not None and not hasattr(store, "write_progress")
-    if parallel is None:
-        parallel = isinstance(tracker, _LocalTracker) and wanted(store, lines, file)
-    elif parallel and not (isinstance(tracker, _LocalTracker) and usable_store(store)):
+    if parallel is not False and isinstance(tracker, _LocalTracker):
+        from .bulkproc import usable_store, wanted  # (a local store: sqlite3 is loaded)
+
+        parallel = usable_store(store) if parallel else wanted(store, lines, file)
+    else:
         parallel = False
     reader = LineBatches(lines, batch_size, skip=skip, prev=prev, file=file,
                          hash_lines=tracker is not None, salt=salt if derive else None,
