@@ -73,8 +73,11 @@ def _write(path: str, f, parallel: bool, **kw):
         return write_ndjson(s, fh, file=str(f), parallel=parallel, **kw)
 
 
-@pytest.mark.parametrize("seeded", [False, True])
-def test_both_paths_write_the_same_rows(tmp_path, seeded):
+@pytest.mark.parametrize("seeded,chunk", [(False, 2_000), (True, 2_000), (True, 150)])
+def test_both_paths_write_the_same_rows(tmp_path, monkeypatch, seeded, chunk):
+    from eventodb_cli.services import bulkproc
+
+    monkeypatch.setattr(bulkproc, "CHUNK", chunk)  # 150: batches of 400 in 3 chunks
     f = tmp_path / "in.ndjson"
     f.write_text("\n".join(_lines(3_000)) + "\n\n")
     got = {}
@@ -92,13 +95,18 @@ def test_both_paths_write_the_same_rows(tmp_path, seeded):
     assert len({r[0] for r in rows}) == len(rows)
 
 
+@pytest.mark.parametrize("chunk", [2_000, 120])  # 120: the bad line comes after 2 chunks
 @pytest.mark.parametrize("bad,reason", [
     ('{"stream":"par-1","type":"T","data":{"a":NaN}}', "NaN is not a JSON number"),
     ('{"stream":"par-1","type":"T","data":{"a":1}', "invalid JSON"),
     ('{"type":"T","data":{}}', "record has no 'stream'"),
     ('{"stream":"par-1","type":"T","data":{},"expectedVersion":0}', "version"),
 ])
-def test_a_bad_line_mid_run_fails_the_same_on_both_paths(tmp_path, bad, reason):
+def test_a_bad_line_mid_run_fails_the_same_on_both_paths(tmp_path, monkeypatch, bad, reason,
+                                                         chunk):
+    from eventodb_cli.services import bulkproc
+
+    monkeypatch.setattr(bulkproc, "CHUNK", chunk)  # the forked child inherits it
     lines = _lines(2_600)
     lines.insert(2_300, bad)  # line 2,301 of the file (after 177 blank lines of _lines)
     f = tmp_path / "in.ndjson"
@@ -303,3 +311,37 @@ def test_the_ways_around_rows_computed_ahead_write_the_same_rows(tmp_path, monke
         got[parallel] = (summary.to_dict() | {"seconds": 0}, _comparable(rows), progress)
     assert got[True] == got[False]
     assert got[True][0]["written"] == 2_000
+
+
+def test_a_full_disk_mid_batch_names_the_whole_batch(tmp_path, monkeypatch):
+    """A full disk while a batch written in chunks of 100 rows is inserted or committed: the
+    batch is rolled back and the error names all its lines (as the in-process path does)."""
+    import re
+    import subprocess
+
+    from eventodb_cli.errors import BatchFailed
+    from eventodb_cli.services import bulkproc
+
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(tiny)],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip(f"cannot mount a 2 MB tmpfs here: {p.stderr.strip()}")
+    try:
+        monkeypatch.setattr(bulkproc, "CHUNK", 100)
+        f = tmp_path / "in.ndjson"
+        f.write_text("".join(json.dumps({"stream": f"full-{i % 20}", "type": "T",
+                                         "data": {"i": i, "pad": "x" * 200}}) + "\n"
+                             for i in range(20_000)))
+        path = str(tiny / "s.db")
+        with pytest.raises(BatchFailed) as e:
+            _write(path, f, True, batch_size=500)
+        msg = e.value.message
+        assert "disk full" in msg and "the store is intact" in msg, msg
+        done = int(re.search(r"every line up to (\d+)", msg).group(1))
+        assert done % 500 == 0 and f"lines {done + 1}-{done + 500} were not" in msg, msg
+        with LocalStore(path) as s:
+            assert s.message_count() == done == e.value.summary.written
+    finally:
+        subprocess.run(["umount", str(tiny)], capture_output=True)
