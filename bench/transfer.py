@@ -8,9 +8,9 @@ holds the right number of messages), then, in one run, alternating:
 
 - export: ``eventodb export --store SRC -O FILE --no-progress`` through the installed executable
   (EventoDB NDJSON records, the xxh3-64 digest and the manifest included; process start, fsync
-  and rename included too). From a local store the lines are made in SQLite by two reader
-  threads on two connections with one snapshot (``store/local_export.py``), so on an idle
-  2-core machine it may use both cores where the baseline read uses one;
+  and rename included too). From a local store the lines are made in SQLite
+  (``store/local_export.py``) by a helper thread while the main thread finishes the chunk
+  before, so on an idle 2-core machine it may use both cores where the baseline read uses one;
 - baseline read: plain ``sqlite3``: ``SELECT`` the same columns of every row in global-position
   order and fetch them all (no formatting, nothing written);
 - context: a naive Python exporter (plain sqlite3 rows, ``json.dumps`` per row, to a file);

@@ -71,35 +71,23 @@ def _same(a, b):
 def counted(monkeypatch):
     """How many chunks took SQLite's lines and how many the ordinary path."""
     seen = {"fast": 0, "ordinary": 0}
-    lines = local_export._lines
+    lines, ordinary = local_export._lines, local_export._ordinary
 
     def _lines(blob, k, times):
         out = lines(blob, k, times)
         seen["fast" if out is not None else "ordinary"] += 1
         return out
 
+    def _ordinary_(store, category, first, k):
+        return ordinary(store, category, first, k)
+
     monkeypatch.setattr(local_export, "_lines", _lines)
+    monkeypatch.setattr(local_export, "_ordinary", _ordinary_)
     return seen
 
 
-@pytest.fixture(params=[2, 1], ids=["two-readers", "one-reader"])
-def readers(request, monkeypatch):
-    """Two connections reading the same snapshot (the usual case), or the store's own alone."""
-    made = []
-    second = local_export._second_reader
-
-    def _second_reader(store, conn):
-        other = second(store, conn) if request.param == 2 else None
-        made.append(other)
-        return other
-
-    monkeypatch.setattr(local_export, "_second_reader", _second_reader)
-    yield made
-    assert made and all((c is not None) == (request.param == 2) for c in made)
-
-
 @pytest.mark.parametrize("batch", [1, 7, 100, 10_000])
-def test_awkward_values_give_the_same_bytes(tmp_path, batch, counted, readers):
+def test_awkward_values_give_the_same_bytes(tmp_path, batch, counted):
     msgs = _messages(700, odd_every=50)
     with LocalStore(_store(tmp_path / "s.db", msgs)) as st:
         _same(_fast(st, batch=batch), _ordinary(st, batch=batch))
@@ -124,7 +112,7 @@ def test_every_awkward_value_on_its_own(tmp_path):
             _same(_fast(st, batch=batch), _ordinary(st, batch=batch))
 
 
-def test_the_clean_path_is_taken_and_exact(tmp_path, counted, readers):
+def test_the_clean_path_is_taken_and_exact(tmp_path, counted):
     msgs = _messages(3_000)
     with LocalStore(_store(tmp_path / "s.db", msgs)) as st:
         fast = _fast(st, batch=1000)
@@ -151,7 +139,7 @@ def test_stored_values_the_writers_never_make(tmp_path, counted):
     assert counted["ordinary"] >= 2
 
 
-def test_one_snapshot_while_writers_go_on(tmp_path, readers):
+def test_one_snapshot_while_writers_go_on(tmp_path):
     msgs = _messages(250)
     path = _store(tmp_path / "s.db", msgs)
     with LocalStore(path) as st:
@@ -172,7 +160,7 @@ def test_one_snapshot_while_writers_go_on(tmp_path, readers):
         assert sum(c[1] for c in rest) == 150 and rest[-1][3] == msgs[-1].global_position
 
 
-def test_a_stopped_export_ends_its_read(tmp_path, readers):
+def test_a_stopped_export_ends_its_read(tmp_path):
     path = _store(tmp_path / "s.db", _messages(5_000))
     before = threading.active_count()
     with LocalStore(path) as st:
@@ -211,38 +199,3 @@ def test_time_texts_are_format_time():
     for _ in range(2):  # misses, then hits
         for v in values:
             assert texts[str(v).encode()] == (format_time(v) + '"}').encode(), v
-
-
-def test_a_second_reader_only_with_the_same_snapshot(tmp_path):
-    """The second connection is used only when no commit came between the two snapshots."""
-    path = _store(tmp_path / "s.db", _messages(10))
-
-    class Conn:  # the store's connection; a writer commits just as its snapshot is taken
-        def __init__(self, real, commit):
-            self.real, self.commit = real, commit
-
-        def __getattr__(self, name):
-            return getattr(self.real, name)
-
-        def execute(self, sql, *args):
-            if self.commit and sql.startswith("SELECT 1 FROM messages"):
-                w = sqlite3.connect(path, isolation_level=None)
-                w.execute("INSERT INTO messages (global_position, id, stream_name, type, "
-                          "position, data, metadata, time, category) VALUES (900, 'w', "
-                          "'cat0-9', 'T', 0, '{}', NULL, 1, 'cat0')")
-                w.close()
-            return self.real.execute(sql, *args)
-
-    with LocalStore(path) as st:
-        for commit in (False, True):
-            st.conn.execute("BEGIN")
-            other = local_export._second_reader(st, Conn(st.conn, commit))
-            assert (other is None) == commit
-            if other is not None:
-                assert other.in_transaction
-                other.close()
-            st.conn.execute("COMMIT")
-        st.read_only = True
-        st.conn.execute("BEGIN")
-        assert local_export._second_reader(st, st.conn) is None
-        st.conn.execute("COMMIT")

@@ -8,34 +8,25 @@ messages written together share it) and checks the chunk. Stream names and types
 escaping in nearly every store, so SQLite splices them as they are and the chunk is checked
 instead: a name or type holding a quote, a backslash or a control character, a NULL ``data``,
 text that is not UTF-8, or anything else that does not check out exactly sends that chunk
-through the ordinary path (the same rows as ``Message`` + ``to_record_line``), so every byte is
+through the ordinary path (``LocalStore.category_get`` + ``to_record_line``), so every byte is
 the same as the ordinary export's.
 
-The whole export reads one snapshot: writers go on, and what they commit after the export
-began is not part of the file. Two helper threads make the chunks (``j`` and ``j + 1`` at once;
-SQLite releases the GIL while it steps), each on its own connection: the store's, in a read
-transaction, and a second read-only one whose read transaction is taken right after it and
-used only when ``PRAGMA data_version`` shows no commit in between (the same snapshot; else, and
-for a read-only store, the store's connection makes every chunk). Chunk ``j`` is the
-``chunk`` messages from its first global position; the reader finds where the next chunk
-starts first (an index step), so the other reader can go on at once.
+The whole export is one read transaction (one snapshot): writers go on, and what they commit
+after the first chunk is not part of the file. While Python finishes a chunk, a helper thread
+already has SQLite build the next one on the same connection (never two at a time).
 """
 
 from __future__ import annotations
 
-import os
-import queue
 import sqlite3
 import threading
 from typing import Iterator
 
-from ..domain.message import Message, format_time
+from ..domain.message import format_time
 from ..domain.records import to_record_line
 from ..errors import StoreError
 
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
-_COLS = "id, stream_name, type, position, global_position, data, metadata, time"  # local.py's
-_DONE = object()
 SEP = b"\x01"  # splits a line into: names | the rest up to '"time":"' | the time's integer
 
 # One line, in SQLite. "%s" of id, stream name and type with no escaping: checked in Python.
@@ -80,118 +71,26 @@ class _TimeTexts(dict):
         return text
 
 
-def _second_reader(store, conn: sqlite3.Connection) -> sqlite3.Connection | None:
-    """A second read-only connection whose snapshot is exactly ``conn``'s, or None. Started
-    after ``conn``'s (already open) read transaction; ``PRAGMA data_version`` read before and
-    after says whether any other connection committed in between (then: one reader)."""
-    if getattr(store, "read_only", False) or not conn.in_transaction:
-        return None
-    from urllib.parse import quote
+class _Ahead:
+    """``fn(arg)`` in a helper thread; ``get()`` waits for it (a Ctrl-C interrupts the wait)."""
 
-    try:
-        other = sqlite3.connect("file:" + quote(os.path.abspath(store.path)) + "?mode=ro",
-                                uri=True, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error:
-        return None
-    try:
-        before = other.execute("PRAGMA data_version").fetchone()[0]
-        conn.execute("SELECT 1 FROM messages LIMIT 1").fetchall()  # conn's snapshot is taken
-        other.execute("BEGIN")
-        other.execute("SELECT 1 FROM messages LIMIT 1").fetchall()
-        if other.execute("PRAGMA data_version").fetchone()[0] == before:
-            return other
-    except sqlite3.Error:
-        pass
-    other.close()
-    return None
+    def __init__(self, fn, arg):
+        self.value = self.error = None
+        self.thread = threading.Thread(target=self._run, args=(fn, arg), daemon=True,
+                                       name="export-read")
+        self.thread.start()
 
-
-class _Reader(threading.Thread):
-    """Makes chunks ``j, j + n, j + 2n, ...`` on its own connection, in order, one ahead."""
-
-    def __init__(self, job: "_Job", conn: sqlite3.Connection, first: int, step: int):
-        super().__init__(daemon=True, name=f"export-read-{first}")
-        self.job, self.conn, self.first, self.step = job, conn, first, step
-        self.out: queue.Queue = queue.Queue(maxsize=1)
-
-    def run(self) -> None:
-        job = self.job
+    def _run(self, fn, arg) -> None:
         try:
-            j = self.first
-            while True:
-                start = job.start_of(j)
-                if start is None or job.stopped:
-                    break
-                made = job.make(self.conn, j, start)
-                if made is not None:
-                    self._put(made)
-                j += self.step
-        except BaseException as e:  # handed to the main thread, in its place
-            self._put(e)
-        self._put(_DONE)
+            self.value = fn(arg)
+        except BaseException as e:  # handed to the waiting thread
+            self.error = e
 
-    def _put(self, item) -> None:
-        while not self.job.stopped:
-            try:
-                self.out.put(item, timeout=0.05)
-                return
-            except queue.Full:
-                continue
-
-
-class _Job:
-    """One export's chunks: chunk ``j`` is ``[start(j), start(j + 1))`` (``width`` messages;
-    the boundary is found first, so the next reader can go on at once)."""
-
-    def __init__(self, store, category: str, since: int, end: int, width: int):
-        self.store, self.category, self.end, self.width = store, category, end, width
-        self.times = _TimeTexts()
-        self.stopped = False
-        self.starts: dict[int, int] = {0: since}
-        self.count: int | None = None  # of chunks, once the last one's end is found
-        self.cond = threading.Condition()
-        cat = "category = ? AND " if category else ""
-        self.head = (category,) if category else ()
-        self.bound_sql = (f"SELECT global_position FROM messages WHERE {cat}global_position >= ?"
-                          f" AND global_position < ? ORDER BY global_position LIMIT 1 OFFSET ?")
-        self.chunk_sql = (
-            f"SELECT CAST(group_concat(line, X'0a') AS BLOB), count(*), min(gp), max(gp) FROM "
-            f"(SELECT {_LINE} AS line, global_position AS gp FROM messages "
-            f"WHERE {cat}global_position >= ? AND global_position < ? ORDER BY global_position)")
-        self.plain_sql = (f"SELECT {_COLS} FROM messages WHERE {cat}global_position >= ? "
-                          f"AND global_position < ? ORDER BY global_position")
-
-    def start_of(self, j: int) -> int | None:
-        with self.cond:
-            while j not in self.starts and not self.stopped:
-                if self.count is not None and j >= self.count:
-                    return None
-                self.cond.wait(0.05)
-            return self.starts.get(j)
-
-    def make(self, conn: sqlite3.Connection, j: int, start: int):
-        """Chunk ``j``: ``(bytes, count, first, last)``, or None when it holds no message."""
-        try:
-            row = conn.execute(self.bound_sql, (*self.head, start, self.end,
-                                                self.width)).fetchone()
-            stop = self.end if row is None else row[0]
-            with self.cond:
-                if row is None:
-                    self.count = j + 1
-                else:
-                    self.starts[j + 1] = stop
-                self.cond.notify_all()
-            blob, k, first, last = conn.execute(self.chunk_sql,
-                                                (*self.head, start, stop)).fetchone()
-            if not k:
-                return None
-            data = _lines(blob, k, self.times)
-            if data is None:  # something to escape, or to say as the ordinary path says it
-                msgs = map(Message._make, conn.execute(self.plain_sql, (*self.head, start, stop)))
-                data = ("\n".join(map(to_record_line, msgs)) + "\n").encode("utf-8")
-            return data, k, first, last
-        except sqlite3.DatabaseError as e:  # said as LocalStore's own reads say it
-            raise StoreError(f"read failed on {self.store.path}: {e}") from None
+    def get(self):
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 def record_chunks(store, category: str = "", since: int = 1, until: int | None = None,
@@ -199,44 +98,51 @@ def record_chunks(store, category: str = "", since: int = 1, until: int | None =
     """The export lines of ``category`` (``""``: every message) from global position ``since``
     (inclusive) to ``until`` (exclusive), in global-position order, as chunks of at most
     ``chunk`` lines: ``(bytes, count, first gpos, last gpos)``, each chunk's bytes ending with a
-    newline. One snapshot from the first chunk to the last."""
+    newline. One read transaction from the first chunk to the last."""
     conn = store.conn
+    where, head, tail = ["global_position >= ?"], [], [max(1, min(chunk, 10_000))]
+    if category:
+        where.insert(0, "category = ?")
+        head.append(category)
+    if until is not None:
+        where.append("global_position < ?")
+        tail.insert(0, _clamp(until))
+    sql = (f"SELECT CAST(group_concat(line, X'0a') AS BLOB), count(*), min(gp), max(gp) FROM "
+           f"(SELECT {_LINE} AS line, global_position AS gp FROM messages "
+           f"WHERE {' AND '.join(where)} ORDER BY global_position LIMIT ?)")
+    full = tail[-1]
+
+    def fetch(pos: int):
+        try:
+            return conn.execute(sql, (*head, _clamp(pos), *tail)).fetchone()
+        except sqlite3.DatabaseError as e:  # said as the ordinary read says it
+            raise StoreError(f"read failed on {store.path}: {e}") from None
+
     began = not conn.in_transaction
     if began:
         conn.execute("BEGIN")  # deferred: the snapshot is taken by the first read
-    conns = [conn]
-    readers: list[_Reader] = []
-    job = None
-    done = False  # every chunk made: no read is running any more
+    times = _TimeTexts()
+    ahead: _Ahead | None = None
     try:
-        other = _second_reader(store, conn) if began else None
-        if other is not None:
-            conns.append(other)
-        end = _clamp(until) if until is not None else _I64_MAX
-        job = _Job(store, category, _clamp(since), end, max(1, min(chunk, 10_000)))
-        readers = [_Reader(job, c, i, len(conns)) for i, c in enumerate(conns)]
-        for r in readers:
-            r.start()
-        j = 0
-        while True:  # chunk j comes from reader j % n; the first to be done: all are
-            item = readers[j % len(readers)].out.get()
-            j += 1
-            if item is _DONE:
-                done = True
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        row = fetch(since)
+        while row is not None and row[1]:
+            blob, k, first, last = row
+            if k == full:  # SQLite builds the next chunk while this one is finished
+                ahead = _Ahead(fetch, last + 1)
+            data = _lines(blob, k, times)
+            if data is None:  # something to escape, or to say as the ordinary path says it
+                if ahead is not None:
+                    ahead.thread.join()  # the connection is free again
+                data = _ordinary(store, category, first, k)
+            yield data, k, first, last
+            row = None
+            if ahead is not None:
+                row = ahead.get()
+                ahead = None
     finally:
-        if job is not None:
-            job.stopped = True
-            if not done:  # stopped early (Ctrl-C, a full disk, an error): stop the reads
-                for c in conns:
-                    c.interrupt()
-            for r in readers:
-                r.join()
-        for c in conns[1:]:
-            c.close()
+        if ahead is not None:  # stopped early (Ctrl-C, a full disk): stop the read first
+            conn.interrupt()
+            ahead.thread.join()
         if began and conn.in_transaction:
             try:
                 conn.execute("COMMIT")  # a read: nothing to keep or undo
@@ -260,3 +166,9 @@ def _lines(blob: bytes, k: int, times: _TimeTexts) -> bytes | None:
     parts[2::3] = map(times.__getitem__, parts[2::3])
     parts[-1] = b"\n"
     return b"".join(parts)
+
+
+def _ordinary(store, category: str, first: int, k: int) -> bytes:
+    """The same ``k`` lines from ``first`` the ordinary way (the same read transaction)."""
+    msgs = store.category_get(category, first, k)
+    return ("\n".join(map(to_record_line, msgs)) + "\n").encode("utf-8")
