@@ -2,6 +2,10 @@
 record how far the file got so that an interrupted run can be finished exactly once
 (``write --file F --resume``).
 
+Lines are read by ``services/bulkparse.LineBatches``; on a local store, a regular file of 1 MiB
+or more is read by a second process (``services/bulkproc.py``) that sends each batch's rows
+ready to insert while this one writes, with the same results and errors.
+
 A bad line (or a conflict inside a batch) stops the run and the error names the line. On a local
 store nothing of the failing batch is written (one transaction); on a server (one request per
 message, streams in parallel, no multi-message transaction) some lines of the failing batch may
@@ -36,6 +40,7 @@ from ..domain.message import AlreadyWritten, NewMessage
 from ..errors import (EXIT_USAGE, BatchFailed, DuplicateMessageId, EventoError, UsageError,
                       VersionConflict)
 from ..store.base import Store
+from .bulkparse import digest_hex
 
 
 @dataclass
@@ -66,10 +71,6 @@ class WriteSummary:
 
 
 # --- where progress is recorded ---------------------------------------------------------------
-def _digest_hex(h) -> str:
-    return h.hexdigest()
-
-
 def _state_dir() -> str:
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",
                                                             "state")
@@ -482,7 +483,7 @@ def _same_prefix(file: str, prev: dict) -> bool:
                 left -= len(chunk)
     except OSError:
         return False
-    return _digest_hex(h) == prev["digest"]
+    return digest_hex(h) == prev["digest"]
 
 
 def describe_written(summary: WriteSummary, batch_lines: list[int]) -> str:
