@@ -345,3 +345,36 @@ def test_a_full_disk_mid_batch_names_the_whole_batch(tmp_path, monkeypatch):
             assert s.message_count() == done == e.value.summary.written
     finally:
         subprocess.run(["umount", str(tiny)], capture_output=True)
+
+
+def test_the_executable_reports_a_bad_line_of_a_large_file_and_resumes(tmp_path):
+    """End to end on a file large enough for the parser process: exit 2, one line naming the
+    bad line, what was written and the resume command; the fixed file resumes exactly once."""
+    import subprocess
+
+    from conftest import exe_path
+
+    lines = [json.dumps({"stream": f"par-{i % STREAMS}", "type": "T",
+                         "data": {"i": i, "note": "a line of about a hundred bytes"}})
+             for i in range(14_000)]
+    lines[9_499] = '{"stream":"par-1","type":"T","data":{"i":9499}'
+    f = tmp_path / "in.ndjson"
+    f.write_text("\n".join(lines) + "\n")
+    assert f.stat().st_size >= (1 << 20)  # services/bulkproc.MIN_BYTES
+    store = str(tmp_path / "s.db")
+    args = [exe_path(), "write", "--file", str(f), "--store", store, "--batch-size", "4000"]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2, p
+    err = p.stderr.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("eventodb: error: line 9500: invalid JSON: "), err
+    assert "8000 messages were written before it (lines 8001-9500 were not)" in err, err
+    assert f"to write the rest exactly once: eventodb write --file {f} --resume" in err, err
+    lines[9_499] = json.dumps({"stream": "par-1", "type": "T", "data": {"i": 9_499}})  # fixed
+    f.write_text("\n".join(lines) + "\n")
+    p = subprocess.run([*args, "--resume", "--format", "json"], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["written"] == 6_000
+    rows, _ = _rows(store)
+    assert [json.loads(r[5])["i"] for r in rows] == list(range(14_000))
