@@ -399,3 +399,44 @@ def test_requests_arm_no_timer_and_idle_connections_close_on_the_sweep(tmp_path)
         list(range(10))
     assert scheduled == [] and task is None
     assert open_at_4 and t.closed
+
+
+def test_loop_writes_publish_pokes_in_commit_order_without_a_self_pipe_wake(tmp_path):
+    """A subscriber gets every write's poke in commit order, whichever path wrote it (the
+    first write and the conflict's retry are the threads'); the loop's own writes schedule
+    their pokes with call_soon, not call_soon_threadsafe (a self-pipe write and a wake-up)."""
+    from eventodb_cli.server.hub import Subscriber
+
+    srv = _server(tmp_path, "pokes")
+    sub = Subscriber("default", "all", None, 0)
+    srv.hub.add(sub)
+    threadsafe = []
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        srv.loop = loop
+        real = loop.call_soon_threadsafe
+
+        def counting(*args, **kwargs):
+            threadsafe.append(threading.current_thread().name)
+            return real(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counting
+        out = []
+        for i in range(10):
+            out.append(await srv.writes.submit("default", NewMessage(
+                f"p-{i % 3}", "T", "{}", None, None, 99 if i == 5 else None)))
+        await asyncio.sleep(0)
+        loop.call_soon_threadsafe = real
+        await loop.run_in_executor(None, srv.writes.close)
+        return out
+
+    try:
+        out = asyncio.run(go())
+    finally:
+        srv.registry.close()
+    assert [st for st, _ in out] == [200] * 5 + [409] + [200] * 4
+    assert [g for _, _, g in sub.queue] == list(range(1, 10))
+    # from writer threads only: the first write's answer and poke, the conflict's answer
+    assert all(name.startswith("eventodb-write") for name in threadsafe), threadsafe
+    assert len(threadsafe) == 3, threadsafe

@@ -98,11 +98,17 @@ class Server:
         self._tokens: dict[str, tuple[str, str]] = {}  # accepted token -> (namespace, sha256)
 
     # --- hooks called from worker threads ---------------------------------------------------
-    def published(self, namespace: str, pokes: list[tuple[str, int, int]]) -> None:
+    def published(self, namespace: str, pokes: list[tuple[str, int, int]],
+                  on_loop: bool = False) -> None:
         """Called by stream.write under the namespace write lock, after the commit, with
-        (stream, position, globalPosition) of each message written."""
+        (stream, position, globalPosition) of each message written. ``on_loop``: called on
+        the event loop (``loopwrite``): ``call_soon``, FIFO with the threads' callbacks (pokes
+        stay in commit order) and without waking the loop through its self-pipe."""
         if self.hub.counts.get(namespace) and self.loop is not None:
-            self.loop.call_soon_threadsafe(self.hub.publish_many, namespace, pokes)
+            if on_loop:
+                self.loop.call_soon(self.hub.publish_many, namespace, pokes)
+            else:
+                self.loop.call_soon_threadsafe(self.hub.publish_many, namespace, pokes)
 
     def namespace_deleted(self, namespace: str) -> None:
         if self.loop is not None:

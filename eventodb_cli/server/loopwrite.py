@@ -67,7 +67,8 @@ def write_now(server, namespace: str, msg: NewMessage) -> tuple[int, str] | None
             res = w.write(msg)
         except Exception:  # busy, full, conflict...: the write queue's answer, as before
             return None
-        server.published(namespace, [(msg.stream_name, res.position, res.global_position)])
+        server.published(namespace, [(msg.stream_name, res.position, res.global_position)],
+                         on_loop=True)
     finally:
         ns.lock.release()
     pages = ns.loop_wal_pages + PAGES_PER_WRITE + size // 4096
