@@ -69,8 +69,15 @@ class LineBatches:
         self.nbytes = 0
         self.batch: list[NewMessage] = []
         self.pending: list[int] = []
+        self._raw: list = []  # lines read but not hashed yet (``digest`` hashes them)
 
     def digest(self) -> str:
+        """The digest of the lines read so far."""
+        raw = self._raw
+        if raw:  # lines are hashed in one call per batch, not one each
+            self.hasher.update(b"".join(raw) if isinstance(raw[0], bytes)
+                               else "".join(raw).encode("utf-8"))
+            raw.clear()
         return digest_hex(self.hasher)
 
     def __iter__(self) -> Iterator[tuple[list[NewMessage], list[int]]]:
@@ -85,6 +92,7 @@ class LineBatches:
         from_record = new_message_from_record
         batch = self.batch
         pending = self.pending
+        keep = self._raw.append
         lineno = 0
         nbytes = 0
         try:
@@ -97,7 +105,7 @@ class LineBatches:
                         self._check_prefix()
                     continue
                 if hash_lines:
-                    hasher.update(line if isinstance(line, bytes) else line.encode("utf-8"))
+                    keep(line)
                 # strictjson.loads without its layers for the usual line (one object, no
                 # surrogate escape, nothing around it but whitespace after): the same decoder,
                 # so the same value; any other line takes the whole way, for its exact error
