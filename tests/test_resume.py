@@ -95,9 +95,9 @@ def _check_exactly_once(messages, n: int, said) -> None:
 
 
 def test_resume_after_sigkill_local_store_10_times(tmp_path):
-    # bulk runs write tens of thousands of lines a second (issue 12): enough lines that the
-    # kills land mid-run
-    n = 250_000
+    # bulk runs write ~100,000 lines a second (issue 12, a parser process): enough lines and
+    # early kills (the command starts in ~0.1 s) that the kills land mid-run
+    n = 300_000
     f = tmp_path / "lines.ndjson"
     _make_file(f, n)
     store = str(tmp_path / "s.db")
@@ -108,7 +108,7 @@ def test_resume_after_sigkill_local_store_10_times(tmp_path):
             "--batch-size", "250", "--no-progress", "--format", "json"]
     started = time.monotonic()
     kids: list[int] = []
-    said = _kill_and_resume(args, env, rng, 0.25, 1.2, children=kids)
+    said = _kill_and_resume(args, env, rng, 0.15, 0.5, children=kids)
     assert kids, said  # the runs had a parser process (services/bulkproc.py) when killed
     with LocalStore(store) as s:
         msgs = list(s.iter_category("resume"))
