@@ -20,7 +20,6 @@ import base64
 import json
 import random
 import re
-import secrets
 import sys
 import threading
 import time
@@ -104,6 +103,7 @@ def new_token(namespace: str) -> str | None:
     b = base64.urlsafe_b64encode(namespace.encode("utf-8")).decode("ascii").rstrip("=")
     if "_" in b or not b:
         return None
+    import secrets  # only namespace creation needs it (hmac/hashlib: ~3 ms of every remote start)
     return f"ns_{b}_{secrets.token_hex(32)}"
 
 
