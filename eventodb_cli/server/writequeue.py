@@ -130,7 +130,18 @@ class WriteQueue:
             except BaseException as e:  # never leave a request without an answer
                 results = [(500, error_body("INTERNAL_ERROR", f"{type(e).__name__}: {e}"))] \
                     * len(group)
+            # Done with the namespace before the answers go out: the client's next write (sent
+            # as soon as it has this answer) must find it idle and take the loop path; released
+            # after delivering, it raced the answer and a sequential writer could stay on the
+            # threads for good (seen as a flaky test_serve_fast under load).
+            with self._lock:
+                done = not self._queues.get(namespace)
+                if done:
+                    self._running.discard(namespace)
+                    self._queues.pop(namespace, None)
             loop.call_soon_threadsafe(_deliver, [f for _, f in group], results)
+            if done:
+                return
 
     def close(self) -> None:
         """Stop taking writes, let the writer threads finish what is queued, and join them."""
