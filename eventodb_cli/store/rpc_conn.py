@@ -1,4 +1,4 @@
-"""Keep-alive ``POST /rpc`` over the standard library's ``http.client``, for plain ``http://``.
+"""Keep-alive ``POST /rpc`` over plain sockets, for ``http://`` URLs.
 
 Why not httpx for these requests: measured on the 2-core bench machine (2026-12-03), one
 ``POST /rpc`` costs the client about 1.0 ms of CPU through ``httpx.Client`` (0.7 ms through its
@@ -6,6 +6,14 @@ transport alone: httpcore, h11) against 0.3 ms through ``http.client``. A bulk `
 sends one request per message, so the client, not the server, was the limit (~820 msg/s where 8
 ``http.client`` threads get 2,300-4,600). Everything else (TLS, proxies, SSE, ``/import``,
 injected test transports) stays on httpx; ``RemoteStore.rpc_conn`` decides.
+
+Why not ``http.client`` either (2026-12-04): once ``eventodb serve`` answered a write in ~100 us
+of CPU, the client was the limit again. ``http.client`` sends the head and the body of a request
+with two ``send`` calls (two segments, two reads and parser turns on the server) and parses every
+answer's headers with ``email.parser``; about 60 us of client CPU a request went there. Here a
+request is one ``sendall`` of bytes built from a prebuilt head, and the answer is read with a
+small HTTP/1.1 reader (status line, headers, ``Content-Length`` or chunked body, keep-alive
+rules); it also keeps ``http.client`` (and ``email``) out of a remote command's start.
 
 Failures are raised as ``Failure`` naming the httpx exception type they stand for
 (``httpx_type``); ``RemoteStore._attempt`` turns them into that type, so the retry rules (a
@@ -15,7 +23,6 @@ and a command that only sends RPCs never imports httpx.
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 import threading
@@ -48,6 +55,115 @@ class Reply:
         return json.loads(self.content)
 
 
+_MAX_HEAD = 64 * 1024  # status line and headers of an answer
+
+
+class _Conn:
+    """One keep-alive connection: a socket and what was read past the last answer."""
+
+    __slots__ = ("sock", "buf")
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.buf = b""
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _more(self) -> bytes:
+        data = self.sock.recv(65536)
+        if not data:
+            raise _Closed
+        return data
+
+    def read_reply(self) -> tuple[Reply, bool]:
+        """The next answer and whether the connection can carry another request."""
+        while True:
+            buf = self.buf
+            try:
+                while (end := buf.find(b"\r\n\r\n")) < 0:
+                    if len(buf) > _MAX_HEAD:
+                        raise Failure("RemoteProtocolError", "answer headers too long")
+                    buf += self._more()
+            except _Closed:
+                raise Failure("RemoteProtocolError",
+                              "Server disconnected without sending a response." if not buf
+                              else "Server disconnected in the middle of an answer.") from None
+            lines = buf[:end].decode("latin-1").split("\r\n")
+            rest = buf[end + 4:]
+            parts = lines[0].split(" ", 2)
+            if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+                raise Failure("RemoteProtocolError", f"bad status line: {lines[0][:80]!r}")
+            status = int(parts[1])
+            headers: dict[str, str] = {}
+            for line in lines[1:]:
+                name, sep, value = line.partition(":")
+                if not sep:
+                    raise Failure("RemoteProtocolError", f"bad header line: {line[:80]!r}")
+                headers[name.strip().lower()] = value.strip()
+            if 100 <= status < 200:  # an interim answer: the real one follows
+                self.buf = rest
+                continue
+            break
+        conn_hdr = headers.get("connection", "").lower()
+        keep = ("close" not in conn_hdr) if parts[0] != "HTTP/1.0" else ("keep-alive" in conn_hdr)
+        try:
+            if "chunked" in headers.get("transfer-encoding", "").lower():
+                body, rest = self._chunked(rest)
+            elif "content-length" in headers:
+                try:
+                    n = int(headers["content-length"])
+                except ValueError:
+                    raise Failure("RemoteProtocolError", "bad Content-Length") from None
+                while len(rest) < n:
+                    rest += self._more()
+                body, rest = rest[:n], rest[n:]
+            elif status in (204, 304):
+                body = b""
+            else:  # the body ends with the connection
+                chunks = [rest]
+                try:
+                    while True:
+                        chunks.append(self._more())
+                except _Closed:
+                    pass
+                body, rest, keep = b"".join(chunks), b"", False
+        except _Closed:
+            raise Failure("RemoteProtocolError",
+                          "Server disconnected in the middle of an answer.") from None
+        self.buf = rest
+        return Reply(status, body, headers), keep and not rest
+
+    def _chunked(self, buf: bytes) -> tuple[bytes, bytes]:
+        out = []
+        while True:
+            while (i := buf.find(b"\r\n")) < 0:
+                buf += self._more()
+            try:
+                size = int(buf[:i].split(b";")[0], 16)
+            except ValueError:
+                raise Failure("RemoteProtocolError", "bad chunk size") from None
+            buf = buf[i + 2:]
+            if size == 0:  # trailers, then an empty line
+                while (j := buf.find(b"\r\n")) != 0:
+                    if j < 0:
+                        buf += self._more()
+                    else:
+                        buf = buf[j + 2:]
+                return b"".join(out), buf[2:]
+            while len(buf) < size + 2:
+                buf += self._more()
+            out.append(buf[:size])
+            buf = buf[size + 2:]
+
+
+class _Closed(Exception):
+    """The server closed the connection."""
+
+
 class RpcConnections:
     """A pool of keep-alive connections to one host; ``post(body)`` sends one ``POST /rpc``."""
 
@@ -58,37 +174,47 @@ class RpcConnections:
         self.path = path
         self.headers = dict(headers)
         self.timeout = timeout
-        self._idle: list[http.client.HTTPConnection] = []
+        host_hdr = host if port == 80 else f"{host}:{port}"
+        if ":" in host and not host.startswith("["):  # an IPv6 address
+            host_hdr = f"[{host}]" if port == 80 else f"[{host}]:{port}"
+        head = [f"POST {path} HTTP/1.1", f"Host: {host_hdr}", "Accept-Encoding: identity"]
+        head += [f"{k}: {v}" for k, v in self.headers.items()
+                 if k.lower() not in ("host", "content-length", "accept-encoding")]
+        self._head = ("\r\n".join(head) + "\r\nContent-Length: ").encode("latin-1")
+        self._idle: list[_Conn] = []
         self._lock = threading.Lock()
+
+    def _connect(self) -> _Conn:
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except socket.timeout as e:
+            raise Failure("ConnectTimeout", f"timed out ({e})") from None
+        except OSError as e:
+            raise Failure("ConnectError", f"[Errno {e.errno}] {e.strerror or e}"
+                          if e.errno else str(e)) from None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        return _Conn(sock)
 
     def post(self, body: bytes) -> Reply:
         with self._lock:
             conn = self._idle.pop() if self._idle else None
         if conn is None:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-            try:
-                conn.connect()
-            except socket.timeout as e:
-                raise Failure("ConnectTimeout", f"timed out ({e})") from None
-            except OSError as e:
-                raise Failure("ConnectError", f"[Errno {e.errno}] {e.strerror or e}"
-                              if e.errno else str(e)) from None
+            conn = self._connect()
         try:
-            conn.request("POST", self.path, body, self.headers)
-            r = conn.getresponse()
-            data = r.read()
-            reply = Reply(r.status, data, {k.lower(): v for k, v in r.getheaders()})
-            reusable = not r.will_close
+            conn.sock.sendall(b"".join((self._head, str(len(body)).encode(), b"\r\n\r\n",
+                                        body)))
+            reply, reusable = conn.read_reply()
         except socket.timeout:
             conn.close()
             raise Failure("ReadTimeout", "timed out") from None
-        except (http.client.HTTPException, OSError) as e:  # reset, server gone, bad answer
+        except Failure:
             conn.close()
-            if isinstance(e, http.client.RemoteDisconnected):
-                raise Failure("RemoteProtocolError",
-                              "Server disconnected without sending a response.") from None
-            if isinstance(e, http.client.HTTPException):
-                raise Failure("RemoteProtocolError", str(e) or type(e).__name__) from None
+            raise
+        except OSError as e:  # reset, server gone
+            conn.close()
             raise Failure("ReadError", str(e) or type(e).__name__) from None
         except BaseException:  # Ctrl-C mid-request: the connection's state is unknown
             conn.close()
