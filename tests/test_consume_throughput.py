@@ -253,6 +253,8 @@ def test_handled_and_health_count_acknowledged_messages(store_path, tmp_path):
         assert h["handled"] == 3 and c.handled == 3  # was 10: every message handed over
         assert h["lastProcessed"] is not None
         assert c.metric_row()["messagesHandled"] == 3
+        rate, span = c.throughput(), min(10.0, time.monotonic() - c.started)
+        assert 2.5 < rate * span < 3.5, (rate, span)  # the 3 acknowledged, not the 10 handed over
     finally:
         c.request_stop()
         handler.interrupt()
@@ -296,3 +298,15 @@ def test_sigkill_then_a_damaged_checkpoint_resumes_from_the_copy(filled, tmp_pat
     assert read_checkpoint(cp)["position"] == end
     assert not os.path.exists(copy)
 
+
+
+def test_throughput_after_an_idle_minute_counts_only_the_window():
+    """A follower idle for over a minute, then a batch: the rate is the window's messages, not
+    every message since the start (the sample before the window is kept as the base)."""
+    from collections import deque
+
+    c = Consumer.__new__(Consumer)
+    now = time.monotonic()
+    c.started, c.handler, c._handled = now - 200, object(), 1005
+    c._rate = deque([(now - 150, 990), (now - 100, 1000), (now - 1, 1005)])
+    assert c.throughput() == 0.5  # 5 messages in the last 10 s

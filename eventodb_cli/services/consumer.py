@@ -106,7 +106,7 @@ class Consumer:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._pokes_alive = False
-        self._rate: deque = deque()  # (monotonic time, messages) per batch
+        self._rate: deque = deque()  # (monotonic time, handled so far) per batch
         self._lag = {"head": None, "lag": None, "lagExact": True, "lagPositions": None,
                      "lagSeconds": None, "checkedAt": None}
         self._lag_checked = 0.0
@@ -375,9 +375,9 @@ class Consumer:
         self._commit(save=True)
         if done:
             now = time.monotonic()
-            self._rate.append((now, done))
-            while self._rate[0][0] < now - 60:
-                self._rate.popleft()
+            self._rate.append((now, self.handled))
+            while len(self._rate) > 1 and self._rate[1][0] < now - 60:
+                self._rate.popleft()  # the newest sample older than that stays: the base
         return None
 
     def _handle(self, m: Message) -> str:
@@ -468,10 +468,16 @@ class Consumer:
         return row
 
     def throughput(self, window: float = 10.0) -> float:
-        """Messages per second over the last ``window`` seconds (safe from another thread:
-        it reads a copy; the consumer thread alone trims the deque)."""
+        """Messages handled (``handled``: a --pipe handler's acknowledged ones) per second over
+        the last ``window`` seconds (safe from another thread: it reads a copy; the consumer
+        thread alone trims the deque of (time, handled so far) samples)."""
         now = time.monotonic()
-        n = sum(k for t, k in list(self._rate) if t >= now - window)
+        base = 0
+        for t, total in list(self._rate):
+            if t >= now - window:
+                break
+            base = total
+        n = self.handled - base
         span = min(window, max(now - self.started, 1e-3))
         return round(n / span, 1)
 
