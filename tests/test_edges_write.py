@@ -24,6 +24,7 @@ BAD_JSON = [
     ('{"a":"\\ud800"}', "lone surrogate"),
     ('{"\\udfff":1}', "lone surrogate"),
     ('{"a":' + "9" * 5000 + "}", "out of range"),
+    ('{"a":' + "[" * 3000 + "]" * 3000 + "}", "nested too deeply"),  # was RecursionError, exit 1
 ]
 
 

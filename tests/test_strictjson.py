@@ -38,3 +38,12 @@ def test_check_value():
     for bad in ({"a": float("nan")}, [float("inf")], {"\ud800": 1}, ["\udc00"]):
         with pytest.raises(strictjson.StrictJSONError):
             strictjson.check_value(bad)
+
+
+def test_nesting_deeper_than_python_parses_is_a_strict_error():
+    """A RecursionError inside the decoder is a one-line ValueError like any bad JSON."""
+    deep = "[" * 5000 + "]" * 5000
+    for parse in (strictjson.loads, lambda t: strictjson.raw_decode(t, 0)):
+        with pytest.raises(strictjson.StrictJSONError, match="nested too deeply"):
+            parse(deep)
+    assert strictjson.loads("[" * 500 + "]" * 500)  # deep but parseable

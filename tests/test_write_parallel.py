@@ -101,6 +101,8 @@ def test_both_paths_write_the_same_rows(tmp_path, monkeypatch, seeded, chunk):
     ('{"stream":"par-1","type":"T","data":{"a":1}', "invalid JSON"),
     ('{"type":"T","data":{}}', "record has no 'stream'"),
     ('{"stream":"par-1","type":"T","data":{},"expectedVersion":0}', "version"),
+    ('{"stream":"par-1","type":"T","data":' + "[" * 3000 + "]" * 3000 + "}",
+     "nested too deeply"),  # a RecursionError: exit 1, and differently worded on each path
 ])
 def test_a_bad_line_mid_run_fails_the_same_on_both_paths(tmp_path, monkeypatch, bad, reason,
                                                          chunk):

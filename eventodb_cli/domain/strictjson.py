@@ -21,6 +21,9 @@ from typing import Any
 __all__ = ["StrictJSONError", "loads", "raw_decode", "check_value"]
 
 
+TOO_DEEP = "nested too deeply (more levels of arrays and objects than Python can parse)"
+
+
 class StrictJSONError(ValueError):
     """JSON that is valid for Python but not for the other parsers of the family."""
 
@@ -89,16 +92,22 @@ def loads(text: str | bytes) -> Any:
     ``StrictJSONError`` for what the family's other parsers refuse (both are ``ValueError``)."""
     if isinstance(text, (bytes, bytearray)):
         text = text.decode("utf-8")
-    if _SURROGATE_ESCAPE.search(text) is None:
-        return _decoder.decode(text)
-    return check_value(v := _decoder.decode(text)) or v
+    try:
+        if _SURROGATE_ESCAPE.search(text) is None:
+            return _decoder.decode(text)
+        return check_value(v := _decoder.decode(text)) or v
+    except RecursionError:
+        raise StrictJSONError(TOO_DEEP) from None
 
 
 def raw_decode(text: str, idx: int = 0) -> tuple[Any, int]:
     """``JSONDecoder.raw_decode``, strict (trailing text is the caller's business)."""
-    value, end = _decoder.raw_decode(text, idx)
-    if _SURROGATE_ESCAPE.search(text, idx, end):  # no copy of a (maybe 90 MiB) body
-        check_value(value)
+    try:
+        value, end = _decoder.raw_decode(text, idx)
+        if _SURROGATE_ESCAPE.search(text, idx, end):  # no copy of a (maybe 90 MiB) body
+            check_value(value)
+    except RecursionError:
+        raise StrictJSONError(TOO_DEEP) from None
     return value, end
 
 

@@ -116,7 +116,7 @@ class LineBatches:
                         raise ValueError
                     if "\\u" in text and surrogate(text):
                         raise ValueError
-                except (ValueError, StopIteration):
+                except (ValueError, StopIteration, RecursionError):  # loads says which
                     if not line.strip():
                         continue
                     try:
