@@ -124,3 +124,41 @@ def test_connect_refused_is_a_connect_error():
     with pytest.raises(Failure) as e:
         RpcConnections("127.0.0.1", port, "/rpc", {}, 5).post(b"[]")
     assert e.value.httpx_type == "ConnectError"
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_used():
+    """The server closes a kept-alive connection while it is idle (its idle timeout): the next
+    request goes on a new connection and gets its answer, instead of failing as 'disconnected
+    without a response' (which a write must treat as maybe applied)."""
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]"
+
+    class ClosingServer(RawServer):
+        def _serve(self):
+            c, _ = self.sock.accept()
+            self.connections += 1
+            req, _ = self._read_request(c, b"")
+            self.requests.append(req)
+            c.sendall(ok)
+            c.close()  # idle timeout, right after the answer
+            c, _ = self.sock.accept()
+            self.connections += 1
+            req, _ = self._read_request(c, b"")
+            self.requests.append(req)
+            c.sendall(ok)
+            c.close()
+
+    srv = ClosingServer([])
+    pool = _pool(srv)
+    assert pool.post(b"1").json() == []
+    time.sleep(0.2)
+    assert pool.post(b"2").json() == []
+    assert srv.connections == 2
+
+
+def test_a_malformed_content_length_is_a_protocol_error():
+    for value in (b"-3", b"1_0", b" 2x"):
+        srv = RawServer([b"HTTP/1.1 200 OK\r\nContent-Length: " + value + b"\r\n\r\n{\"ok\":1}",
+                         None])
+        with pytest.raises(Failure) as e:
+            _pool(srv).post(b"[]")
+        assert e.value.httpx_type == "RemoteProtocolError" and "Content-Length" in str(e.value)

@@ -24,6 +24,7 @@ and a command that only sends RPCs never imports httpx.
 from __future__ import annotations
 
 import json
+import select
 import socket
 import threading
 from typing import Any
@@ -73,6 +74,14 @@ class _Conn:
         except OSError:
             pass
 
+    def idle_and_open(self) -> bool:
+        """Nothing to read on a connection between answers: the server has not closed it
+        (idle timeout, restart). A request sent on a closed one could not be told from one the
+        server got and lost, so it is dropped before use instead."""
+        p = select.poll()  # not recv(MSG_DONTWAIT): a socket with a timeout waits for it first
+        p.register(self.sock, select.POLLIN)
+        return not p.poll(0)  # readable between answers: closed (EOF), reset, or stray bytes
+
     def _more(self) -> bytes:
         data = self.sock.recv(65536)
         if not data:
@@ -114,10 +123,10 @@ class _Conn:
             if "chunked" in headers.get("transfer-encoding", "").lower():
                 body, rest = self._chunked(rest)
             elif "content-length" in headers:
-                try:
-                    n = int(headers["content-length"])
-                except ValueError:
-                    raise Failure("RemoteProtocolError", "bad Content-Length") from None
+                n_text = headers["content-length"]
+                if not (n_text.isascii() and n_text.isdigit()):  # int() takes "-3", "1_0"
+                    raise Failure("RemoteProtocolError", f"bad Content-Length: {n_text[:40]!r}")
+                n = int(n_text)
                 while len(rest) < n:
                     rest += self._more()
                 body, rest = rest[:n], rest[n:]
@@ -199,10 +208,15 @@ class RpcConnections:
         return _Conn(sock)
 
     def post(self, body: bytes) -> Reply:
-        with self._lock:
-            conn = self._idle.pop() if self._idle else None
-        if conn is None:
-            conn = self._connect()
+        conn = None
+        while conn is None:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                conn = self._connect()
+            elif not conn.idle_and_open():
+                conn.close()  # closed by the server while idle: a request on it would be lost
+                conn = None
         try:
             conn.sock.sendall(b"".join((self._head, str(len(body)).encode(), b"\r\n\r\n",
                                         body)))
