@@ -310,3 +310,21 @@ def test_throughput_after_an_idle_minute_counts_only_the_window():
     c.started, c.handler, c._handled = now - 200, object(), 1005
     c._rate = deque([(now - 150, 990), (now - 100, 1000), (now - 1, 1005)])
     assert c.throughput() == 0.5  # 5 messages in the last 10 s
+
+
+def test_lag_says_when_it_reads_a_checkpoint_from_its_durable_copy(cli, store_path, tmp_path):
+    """`lag --checkpoints DIR` with an emptied checkpoint (a power loss) and its durable copy:
+    the copy's position is used, and stderr says so (docs/consume.md), as consume does."""
+    from eventodb_cli.domain.message import new_message
+
+    with LocalStore(store_path, create=True) as store:
+        store.write_batch([new_message(f"acc-{i}", "T", {}) for i in range(3)])
+    d = tmp_path / "ck"
+    d.mkdir()
+    (d / "acc.member-0-of-1.json").write_text("")
+    (d / ".acc.member-0-of-1.json.sync").write_text(
+        '{"position": 3, "updatedAt": null, "category": "acc", "member": 0, "size": 1}')
+    r = cli("lag", "acc", "--checkpoints", d, "--size", "1", "--store", store_path,
+            "-o", "json")
+    assert '"position":3' in r.stdout.replace(" ", ""), r
+    assert "durable copy" in r.stderr and "acc.member-0-of-1.json" in r.stderr, r.stderr

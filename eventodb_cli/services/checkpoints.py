@@ -105,11 +105,18 @@ def save(path: str, cp: Checkpoint, *, durable: bool = True) -> None:
     atomic_write_text(path, json.dumps(cp.to_json()), prefix=".ckpt-", durable=durable)
 
 
+def _note(text: str) -> None:
+    import sys
+
+    print(f"eventodb: note: {text}", file=sys.stderr, flush=True)
+
+
 def load_source(source: str, *, category: str | None = None,
-                size: int | None = None) -> list[Checkpoint]:
+                size: int | None = None, log=_note) -> list[Checkpoint]:
     """Every checkpoint in SOURCE (a directory of ``*.json`` or one file), keeping those of
     ``category``/``size`` when the file says whom it belongs to. Members come from the file, or
-    from the conventional name ``<category>.member-<m>-of-<n>.json``."""
+    from the conventional name ``<category>.member-<m>-of-<n>.json``. A checkpoint read from its
+    durable copy (``load``) is said on stderr through ``log``."""
     if os.path.isdir(source):
         paths = sorted(glob.glob(os.path.join(source, "*.json")))
     elif os.path.exists(source):
@@ -118,7 +125,7 @@ def load_source(source: str, *, category: str | None = None,
         raise NotFound(f"checkpoint source not found: {source}")
     out = []
     for p in paths:
-        cp = load(p)
+        cp = load(p, log=log)
         if cp is None:
             continue
         if cp.member is None or cp.size is None or cp.category is None:
