@@ -328,3 +328,21 @@ def test_lag_says_when_it_reads_a_checkpoint_from_its_durable_copy(cli, store_pa
             "-o", "json")
     assert '"position":3' in r.stdout.replace(" ", ""), r
     assert "durable copy" in r.stderr and "acc.member-0-of-1.json" in r.stderr, r.stderr
+
+
+def test_a_missing_checkpoint_with_a_durable_copy_starts_from_the_copy(tmp_path):
+    """A power loss in a consumer's first run can take the checkpoint's new file but keep the
+    fsync'd copy: the copy's position is used (and said), not --from-position / 1."""
+    from eventodb_cli.services.checkpoints import load
+
+    path = tmp_path / "acc.member-0-of-1.json"
+    (tmp_path / ".acc.member-0-of-1.json.sync").write_text(
+        '{"position": 42, "updatedAt": null, "category": "acc", "member": 0, "size": 1}')
+    said = []
+    cp = load(str(path), log=said.append)
+    assert cp.position == 42 and cp.path == str(path)
+    assert "is missing" in said[0] and "position 42" in said[0]
+    assert load(str(tmp_path / "other.json"), log=said.append) is None  # neither: no checkpoint
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(Exception, match="unreadable"):
+        load(str(tmp_path / "bad.json"))  # no copy: the error as before

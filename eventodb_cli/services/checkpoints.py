@@ -55,24 +55,32 @@ def default_name(category: str, member: int, size: int) -> str:
 
 
 def load(path: str, *, log=None) -> Checkpoint | None:
-    """The checkpoint at ``path``, or ``None`` when there is no file. Bad content: UsageError,
-    unless a consumer's durable copy of it is readable (``FileKeeper``: after a power loss the
-    file, written without fsync, can be empty): then that copy, and ``log`` says so."""
+    """The checkpoint at ``path``, or ``None`` when there is neither it nor its durable copy.
+    Bad content: UsageError, unless a consumer's durable copy of it is readable (``FileKeeper``:
+    after a power loss the file, written without fsync, can be empty, or missing after a first
+    run): then that copy, and ``log`` says so."""
+    bad: UsageError | None = None
     try:
-        return _load_one(path)
+        cp = _load_one(path)
+        if cp is not None:
+            return cp
+        what = "is missing"  # a power loss in a consumer's first run can take the new file
+    except UsageError as e:
+        what, bad = "is unreadable", e
+    copy = durable_copy_path(path)
+    try:
+        cp = _load_one(copy)
     except UsageError:
-        copy = durable_copy_path(path)
-        try:
-            cp = _load_one(copy)
-        except UsageError:
-            cp = None
-        if cp is None:
-            raise
-        if log is not None:
-            log(f"checkpoint {path} is unreadable (a power loss?); continuing from its durable "
-                f"copy {copy} (position {cp.position})")
-        cp.path = path
-        return cp
+        cp = None
+    if cp is None:
+        if bad is not None:
+            raise bad
+        return None
+    if log is not None:
+        log(f"checkpoint {path} {what} (a power loss?); continuing from its durable "
+            f"copy {copy} (position {cp.position})")
+    cp.path = path
+    return cp
 
 
 def _load_one(path: str) -> Checkpoint | None:
