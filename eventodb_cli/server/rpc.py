@@ -498,10 +498,9 @@ def decode_envelope(body: bytes) -> list:
         value, _end = strictjson.raw_decode(text)
     except ValueError as e:
         msg = getattr(e, "msg", None) or str(e)
+        if msg == strictjson.TOO_DEEP:  # the Go server's words for it
+            msg = "exceeded max depth"
         raise RpcError("INVALID_REQUEST", "Malformed JSON request", {"error": msg}) from None
-    except RecursionError:
-        raise RpcError("INVALID_REQUEST", "Malformed JSON request",
-                       {"error": "exceeded max depth"}) from None
     if value is None:
         value = []
     if not isinstance(value, list):
