@@ -250,7 +250,13 @@ def test_loop_writes_leave_checkpoints_to_a_writer_thread(tmp_path):
         ns = srv.registry.get("default")
         conn = ns.loop_writer().conn
         assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 0
-        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        # only a safety net (when no writer thread can run the checkpoint job), well above
+        # the writer threads' interval
+        from eventodb_cli.server.loopwrite import CHECKPOINT_PAGES
+        from eventodb_cli.server.registry import LOOP_AUTOCHECKPOINT
+
+        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == LOOP_AUTOCHECKPOINT \
+            >= 4 * CHECKPOINT_PAGES
         wal = os.path.getsize(ns.path + "-wal")
         threads = [t.name for t in srv.writes._threads]
     finally:
@@ -440,3 +446,83 @@ def test_loop_writes_publish_pokes_in_commit_order_without_a_self_pipe_wake(tmp_
     # from writer threads only: the first write's answer and poke, the conflict's answer
     assert all(name.startswith("eventodb-write") for name in threadsafe), threadsafe
     assert len(threadsafe) == 3, threadsafe
+
+
+# --- found in review (2026-12-04): each failed before its fix ------------------------------------
+def _raw_get(path: bytes) -> bytes:
+    return b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def test_a_client_that_does_not_read_its_answers_is_pushed_back(tmp_path):
+    """Pipelined GET /health without reading the answers: the server stops reading once its
+    send buffer is full (as the ASGI path does), instead of buffering answers without bound
+    (250 MB sent and 1.1 GB of server memory before the fix)."""
+    srv = start_server(tmp_path / "data")
+    try:
+        s = socket.create_connection(("127.0.0.1", int(srv.url.rsplit(":", 1)[1])))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        chunk = _raw_get(b"/health") * 2000
+        s.settimeout(5)
+        sent = 0
+        with contextlib.suppress(socket.timeout):
+            while sent < 150_000_000:
+                s.sendall(chunk)
+                sent += len(chunk)
+        assert sent < 100_000_000, f"{sent} bytes taken without any answer read"
+        s.close()
+    finally:
+        srv.stop()
+
+
+def test_a_request_after_an_immediate_answer_in_the_same_packet_is_not_idle(tmp_path):
+    """GET /health and a subscription sent in one packet: the subscription is a request in
+    progress, not an idle connection for the idle timeout (it was closed after 1 s)."""
+    srv = start_server(tmp_path / "data", "--idle-timeout", "1", "--keepalive", "1")
+    try:
+        s = socket.create_connection(("127.0.0.1", int(srv.url.rsplit(":", 1)[1])))
+        s.sendall(_raw_get(b"/health")
+                  + _raw_get(b"/subscribe?stream=x-1&token=" + srv.token.encode()))
+        s.settimeout(0.5)
+        out, started = b"", time.monotonic()
+        while time.monotonic() - started < 3.5:
+            with contextlib.suppress(socket.timeout):
+                data = s.recv(65536)
+                assert data, f"closed by the server after {time.monotonic() - started:.1f} s"
+                out += data
+        assert out.count(b"keep-alive") >= 2, out[-300:]
+        s.close()
+    finally:
+        srv.stop()
+
+
+def test_the_wal_stays_bounded_when_no_writer_thread_can_checkpoint(tmp_path):
+    """The only writer thread waits on another namespace's lock (held by another process)
+    while loop writes go on in `default`: the loop connection's safety-net autocheckpoint
+    bounds the WAL (it grew by ~100 MB a second before the fix)."""
+    srv = start_server(tmp_path / "data", "--workers", "1")
+    try:
+        c = httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {srv.token}"},
+                         timeout=60)
+        btok = c.post("/rpc", json=["ns.create", "bee"]).json()["token"]
+        hb = {"Authorization": f"Bearer {btok}"}
+        c.post("/rpc", json=["stream.write", "x-1", {"type": "T", "data": {}}], headers=hb)
+        c.post("/rpc", json=["stream.write", "w-1", {"type": "T", "data": {}}])
+        holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(srv.data_dir / "bee.db")],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "locked"
+            blocked = threading.Thread(target=lambda: httpx.post(
+                srv.url + "/rpc", json=["stream.write", "x-1", {"type": "T", "data": {}}],
+                headers=hb, timeout=60), daemon=True)
+            blocked.start()
+            time.sleep(0.3)
+            pad = "p" * 2000
+            for i in range(6000):
+                c.post("/rpc", json=["stream.write", f"w-{i}", {"type": "T", "data": {"p": pad}}])
+            wal = os.path.getsize(srv.data_dir / "default.db-wal")
+            assert wal < 40_000_000, f"WAL {wal} bytes"
+        finally:
+            holder.stdin.close()
+            holder.wait(10)
+    finally:
+        srv.stop()

@@ -156,6 +156,10 @@ class GuardedProtocol(HttpToolsProtocol):
         self._counted = False
         self._idle_at: float | None = None  # loop time the last answer ended; None: not idle
 
+    def on_message_begin(self) -> None:
+        self._idle_at = None  # a request is being read (see fastpath.on_message_begin)
+        super().on_message_begin()
+
     def on_response_complete(self) -> None:
         """uvicorn's, but an idle connection is left to the sweep (``_idle_at``) instead of a
         timer per request."""

@@ -107,6 +107,9 @@ class FastProtocol(GuardedProtocol):
 
     def on_message_begin(self) -> None:
         # the ASGI scope is made only for a request that takes the ASGI path (_asgi_scope)
+        # A request is being read: the connection is not idle (an answer given at once marks
+        # it idle while the parser is still in the same packet, with no data_received after)
+        self._idle_at = None
         self.url = b""
         self.expect_100_continue = False
         self.headers = []
@@ -114,7 +117,11 @@ class FastProtocol(GuardedProtocol):
 
     def on_headers_complete(self) -> None:
         url = self.url
-        if (url == b"/rpc" or url == b"/health") and not self.expect_100_continue:
+        # not while the client is not reading its answers (the transport's buffer is over its
+        # high-water mark): the ASGI path waits for the buffer to drain and stops reading, an
+        # answer given here would be buffered without bound
+        if (url == b"/rpc" or url == b"/health") and not self.expect_100_continue \
+                and not self.flow.write_paused:
             prev = self.cycle
             parser = self.parser
             if (prev is None or prev.response_complete) and not parser.should_upgrade():
