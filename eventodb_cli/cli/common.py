@@ -214,6 +214,8 @@ def read_json_arg(value: str | None, what: str) -> Any:
     except json.JSONDecodeError as e:
         raise UsageError(f"{what} is not valid JSON: {e.msg} (line {e.lineno} column {e.colno})") \
             from None
+    except RecursionError:
+        raise UsageError(f"{what} is not valid JSON: nested too deeply") from None
 
 
 def check_group(member: int | None, size: int | None) -> None:

@@ -223,7 +223,7 @@ def profile_names() -> list[str]:
     try:
         with open(config_path(), encoding="utf-8") as fh:
             doc = json.load(fh)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return []
     profiles = doc.get("profiles", doc) if isinstance(doc, dict) else doc
     names: list[str] = []

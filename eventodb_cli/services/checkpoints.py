@@ -89,7 +89,7 @@ def _load_one(path: str) -> Checkpoint | None:
             obj = json.load(fh)
     except FileNotFoundError:
         return None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise UsageError(f"checkpoint {path} is unreadable: {e}") from None
     if not isinstance(obj, dict) or isinstance(obj.get("position"), bool) \
             or not isinstance(obj.get("position"), int) or obj["position"] < 0:

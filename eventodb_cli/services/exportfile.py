@@ -58,7 +58,7 @@ def read_manifest(path: str) -> dict:
                           "its --output file; or give --manifest PATH)") from None
     except OSError as e:
         raise CheckFailed(f"cannot verify: cannot read manifest {path}: {e.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise CheckFailed(f"cannot verify: manifest {path} is not valid JSON: {e}") from None
     if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
         raise CheckFailed(f"cannot verify: {path} is not an eventodb export manifest")

@@ -125,7 +125,7 @@ class _FileTracker:
         try:
             with open(self.path, encoding="utf-8") as fh:
                 doc = json.load(fh)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return None
         if not isinstance(doc, dict) or doc.get("file") != self.file:
             return None

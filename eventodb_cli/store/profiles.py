@@ -41,7 +41,7 @@ def load_config(path: str | None = None) -> dict:
             cfg = json.load(fh)
     except FileNotFoundError:
         return {"current": None, "profiles": {}}
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise UsageError(f"cannot read config {path}: {getattr(e, 'strerror', None) or e}") \
             from None
     if not isinstance(cfg, dict) or not isinstance(cfg.get("profiles", {}), dict):
