@@ -346,3 +346,11 @@ def test_a_missing_checkpoint_with_a_durable_copy_starts_from_the_copy(tmp_path)
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(Exception, match="unreadable"):
         load(str(tmp_path / "bad.json"))  # no copy: the error as before
+
+
+def test_a_checkpoint_nested_too_deeply_is_an_unreadable_checkpoint(cli, store_path, tmp_path):
+    """Not an internal error (RecursionError): the usual one-line error, exit 2."""
+    cp = tmp_path / "acc.member-0-of-1.json"
+    cp.write_text('{"position":' + "[" * 3000 + "]" * 3000 + "}")
+    r = cli("lag", "acc", "--checkpoints", cp, "--size", "1", "--store", store_path)
+    assert r.exit_code == 2 and "is unreadable" in r.stderr and "internal" not in r.stderr, r
