@@ -239,6 +239,19 @@ class LocalStore(Store):
             except sqlite3.OperationalError:
                 pass
 
+    @contextmanager
+    def _undo_on_error(self):
+        """Around work in an open write transaction: any error rolls it back; SQLite's
+        operational errors (full disk, read-only, I/O) become the typed write error."""
+        try:
+            yield
+        except sqlite3.OperationalError as e:
+            self._rollback()
+            raise self._write_error(e, None) from None
+        except BaseException:
+            self._rollback()
+            raise
+
     def _write_error(self, e: sqlite3.Error, written: int | None) -> StoreError:
         """The typed error for a failed write transaction (nothing of it was written)."""
         text = str(e)
@@ -262,29 +275,23 @@ class LocalStore(Store):
         c = self.conn
         self._begin()
         try:
-            results, rows, pending, head, dv = self._prepare_rows(c, msgs)
-            c.executemany(_INSERT, rows)
-            if progress is not None:
-                self._record_progress(progress)
-            self._commit()
-            if len(self._versions) + len(pending) > 100_000:
-                self._versions.clear()
-            self._versions.update(pending)
-            self._head = head
-            # read inside our write transaction: no other commit came between it and ours,
-            # and our own commits do not change this connection's data_version
-            self._cache_dv = dv
-        except sqlite3.IntegrityError as e:
-            self._rollback()
+            with self._undo_on_error():
+                results, rows, pending, head, dv = self._prepare_rows(c, msgs)
+                c.executemany(_INSERT, rows)
+                if progress is not None:
+                    self._record_progress(progress)
+                self._commit()
+        except sqlite3.IntegrityError as e:  # rolled back
             if "messages.id" in str(e):
                 raise DuplicateMessageId(self._first_duplicate(msgs) or "?") from None
             raise StoreError(f"write failed: {e}") from None
-        except sqlite3.OperationalError as e:
-            self._rollback()
-            raise self._write_error(e, None) from None
-        except BaseException:
-            self._rollback()
-            raise
+        if len(self._versions) + len(pending) > 100_000:
+            self._versions.clear()
+        self._versions.update(pending)
+        self._head = head
+        # read inside our write transaction: no other commit came between it and ours,
+        # and our own commits do not change this connection's data_version
+        self._cache_dv = dv
         return results
 
     # --- bulk runs (write --file) ------------------------------------------------------------
@@ -364,15 +371,9 @@ class LocalStore(Store):
     def save_write_progress(self, progress: dict) -> None:
         """Record progress outside a batch (a fresh start, or a finished file)."""
         self._begin()
-        try:
+        with self._undo_on_error():
             self._record_progress(progress)
             self._commit()
-        except sqlite3.OperationalError as e:
-            self._rollback()
-            raise self._write_error(e, None) from None
-        except BaseException:
-            self._rollback()
-            raise
 
     def _prepare_rows(self, c: sqlite3.Connection, msgs: Sequence[NewMessage]):
         # Stream versions and the head are cached between our own transactions, and trusted

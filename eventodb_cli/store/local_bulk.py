@@ -43,13 +43,10 @@ def begin_rows(store, snap_dv: int, first: int) -> bool:
     ``first``; False (no transaction) when another connection committed since ``snap_dv``."""
     c = store.conn
     store._begin()
-    try:
+    with store._undo_on_error():
         if c.execute("PRAGMA data_version").fetchone()[0] != snap_dv or store._head != first - 1:
             store._rollback()
             return False
-    except BaseException:
-        store._rollback()
-        raise
     return True
 
 
@@ -61,42 +58,30 @@ def insert_rows(store, rows: list, new_streams: list[str], expected: dict | None
     run plus one, for streams that had messages) grows with each chunk."""
     c = store.conn
     try:
-        if new_streams and not empty:
-            for s, got in c.execute(_VERSIONS, (json.dumps(new_streams),)):
-                if got is not None:
-                    offsets[s] = got + 1
-        if offsets:
-            rows = [_shifted(r, offsets[r[2]]) if r[2] in offsets else r for r in rows]
-        if expected:
-            for i, ev in expected.items():
-                if rows[i][4] - 1 != ev:
-                    store._rollback()
-                    return False
-        c.executemany(_INSERT, rows)
-    except sqlite3.IntegrityError:
-        store._rollback()
+        with store._undo_on_error():
+            if new_streams and not empty:
+                for s, got in c.execute(_VERSIONS, (json.dumps(new_streams),)):
+                    if got is not None:
+                        offsets[s] = got + 1
+            if offsets:
+                rows = [_shifted(r, offsets[r[2]]) if r[2] in offsets else r for r in rows]
+            if expected:
+                for i, ev in expected.items():
+                    if rows[i][4] - 1 != ev:
+                        store._rollback()
+                        return False
+            c.executemany(_INSERT, rows)
+    except sqlite3.IntegrityError:  # rolled back
         return False
-    except sqlite3.OperationalError as e:
-        store._rollback()
-        raise store._write_error(e, None) from None
-    except BaseException:
-        store._rollback()
-        raise
     return True
 
 
 def commit_rows(store, progress: dict | None, last: int, snap_dv: int) -> None:
     """Commit the open batch (with ``progress``) whose last global position is ``last``."""
-    try:
+    with store._undo_on_error():
         if progress is not None:
             store._record_progress(progress)
         store._commit()
-    except sqlite3.OperationalError as e:
-        store._rollback()
-        raise store._write_error(e, None) from None
-    except BaseException:
-        store._rollback()
-        raise
     store._versions.clear()  # positions of this batch are not in the cache: read them again
     store._head = last
     store._cache_dv = snap_dv  # checked inside this transaction's write lock
