@@ -186,3 +186,30 @@ def server(tmp_path_factory):
     srv = start_server(tmp_path_factory.mktemp("serve") / "data")
     yield srv
     srv.stop()
+
+
+class RecordingTransport:
+    """An asyncio transport for protocol tests: records what is written, and whether it
+    closes (tests/test_serve_cpu.py, tests/test_serve_fast.py)."""
+
+    def __init__(self):
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name, default=None):
+        return ("127.0.0.1", 1) if name in ("peername", "sockname") else default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass

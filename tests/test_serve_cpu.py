@@ -12,31 +12,9 @@ import threading
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
+from conftest import RecordingTransport
 from eventodb_cli.domain.message import NewMessage
 from eventodb_cli.server.connections import send_whole
-
-
-class RecordingTransport:
-    """An asyncio transport that records what uvicorn writes, and whether it closes."""
-
-    def __init__(self):
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(bytes(data))
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 def _cycle(transport, keep_alive: bool, method: str = "POST"):

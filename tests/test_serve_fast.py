@@ -20,7 +20,7 @@ import uuid
 
 import httpx
 
-from conftest import start_server
+from conftest import RecordingTransport, start_server
 from eventodb_cli.domain.message import NewMessage, canonical_json
 
 
@@ -322,32 +322,6 @@ def test_write_while_another_process_holds_the_write_lock(tmp_path):
         srv.stop()
 
 
-class _Transport:
-    """What the protocol needs of an asyncio transport; records the writes."""
-
-    def __init__(self):
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(bytes(data))
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_extra_info(self, name, default=None):
-        return ("127.0.0.1", 1) if name in ("peername", "sockname") else default
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-
 def test_requests_arm_no_timer_and_idle_connections_close_on_the_sweep(tmp_path):
     """uvicorn armed (and cancelled) a keep-alive timer per request, ~2.5 us each; here a
     request schedules nothing on the loop, and the once-a-second sweep closes a connection
@@ -370,7 +344,7 @@ def test_requests_arm_no_timer_and_idle_connections_close_on_the_sweep(tmp_path)
                                 timeout_keep_alive=5.0)
         config.load()
         proto = cls(config=config, server_state=ServerState(), app_state={})
-        t = _Transport()
+        t = RecordingTransport()
         proto.connection_made(t)
         scheduled = []
         real = loop.call_at
