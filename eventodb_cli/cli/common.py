@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import click
 
@@ -193,31 +192,6 @@ def out_format(fmt: str | None) -> str:
 
 
 # --- argument helpers -----------------------------------------------------------------------------
-def read_json_arg(value: str | None, what: str) -> Any:
-    """A JSON argument: literal JSON, ``@file`` or ``-`` (stdin). Bad JSON is a usage error."""
-    if value is None:
-        return None
-    text = value
-    if value == "-":
-        text = sys.stdin.read()
-    elif value.startswith("@"):
-        path = value[1:]
-        try:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read()
-        except OSError as e:
-            raise UsageError(f"{what}: cannot read {path}: {e.strerror}") from None
-    import json
-
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{what} is not valid JSON: {e.msg} (line {e.lineno} column {e.colno})") \
-            from None
-    except RecursionError:
-        raise UsageError(f"{what} is not valid JSON: nested too deeply") from None
-
-
 def check_group(member: int | None, size: int | None) -> None:
     """--member and --size come together, 0 <= member < size, size >= 1 (exit 2 otherwise)."""
     if member is None and size is None:

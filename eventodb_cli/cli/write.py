@@ -136,8 +136,7 @@ def _drop_stdout() -> None:
 
 def _json_arg(value, what):
     """A JSON argument (literal, ``@file`` or ``-``) parsed by domain/strictjson: NaN, Infinity,
-    1e999, lone surrogates and over-long integers are usage errors (exit 2), like bad JSON.
-    (Reads the text itself because common.read_json_arg parses with plain ``json``.)"""
+    1e999, lone surrogates and over-long integers are usage errors (exit 2), like bad JSON."""
     if value is None:
         return None
     from ..domain import strictjson
